@@ -1,0 +1,1 @@
+"""Subcommands of `similar-cases`; see `cli.SUBCOMMANDS`."""

@@ -1,0 +1,15 @@
+"""`similar-cases train`."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train (not implemented yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NotImplementedError("similar-cases train")
