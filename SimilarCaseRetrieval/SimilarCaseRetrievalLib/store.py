@@ -1,0 +1,503 @@
+"""The case store: an SQLite file `cases.sqlite` inside the archive folder.
+
+Tables: `schema_version`, `cases` (no column for patient names; `patient_id` is pseudonymous),
+`embeddings` (case_id, model_version, kind) -> float32 blob + dimension, `predicted_terms`, `feedback`.
+Every write runs in one transaction; `add_many` is all-or-nothing; removing a case removes its embeddings and
+predicted terms. Paths inside the archive folder are stored relative to it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import CaseInputError
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+
+    from .study import Study
+
+DB_NAME = "cases.sqlite"
+SCHEMA_VERSION = 1
+EMBEDDING_KINDS = ("image", "text", "fused")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cases (
+    case_id TEXT PRIMARY KEY,
+    sequences TEXT NOT NULL,
+    mask TEXT,
+    segment TEXT,
+    label TEXT,
+    terms TEXT NOT NULL DEFAULT '[]',
+    report TEXT NOT NULL DEFAULT '',
+    notes TEXT NOT NULL DEFAULT '',
+    patient_id TEXT,
+    study_date TEXT,
+    added_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    case_id TEXT NOT NULL REFERENCES cases(case_id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (case_id, model_version, kind)
+);
+CREATE TABLE IF NOT EXISTS predicted_terms (
+    case_id TEXT NOT NULL REFERENCES cases(case_id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    term TEXT NOT NULL,
+    prob REAL NOT NULL,
+    PRIMARY KEY (case_id, model_version, term)
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    query_id TEXT NOT NULL,
+    relevant TEXT NOT NULL,
+    not_relevant TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS embeddings_version ON embeddings (model_version, kind);
+"""
+
+_CASE_COLUMNS = (
+    "case_id",
+    "sequences",
+    "mask",
+    "segment",
+    "label",
+    "terms",
+    "report",
+    "notes",
+    "patient_id",
+    "study_date",
+)
+
+
+@dataclass
+class Case:
+    """One archived case. Paths are strings (relative to the archive when inside it)."""
+
+    case_id: str
+    sequences: dict[str, str]
+    mask: str | None = None
+    segment: str | None = None
+    label: str | None = None
+    terms: list[str] = field(default_factory=list)
+    report: str = ""
+    notes: str = ""
+    patient_id: str | None = None
+    study_date: str | None = None
+
+    @property
+    def text(self) -> str:
+        """Report and clinical notes joined, for the text encoder."""
+        return "\n".join(t.strip() for t in (self.report, self.notes) if t and t.strip())
+
+
+class UnknownCaseError(CaseInputError, KeyError):
+    """A case id that is not in the store (both a ValueError and a KeyError)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class CaseStore:
+    """SQLite-backed case archive. Use `with store.transaction():` to group several writes."""
+
+    def __init__(self, archive_dir: Path | str, *, create: bool = True):
+        self.archive_dir = Path(archive_dir).expanduser().resolve()
+        self.db_path = self.archive_dir / DB_NAME
+        if not self.db_path.exists():
+            if not create:
+                raise CaseInputError(
+                    self.archive_dir,
+                    "no case store here (cases.sqlite missing)",
+                    "run `similar-cases ingest` or `demo` first",
+                )
+            self.archive_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._depth = 0
+        try:
+            self._conn = sqlite3.connect(str(self.db_path), isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.DatabaseError:
+                pass  # e.g. network file systems; the default rollback journal is fine
+            self._init_schema()
+        except sqlite3.DatabaseError as exc:
+            raise CaseInputError(
+                self.db_path, f"not a readable case store ({exc})", "restore it or use another archive"
+            ) from None
+
+    # ---- connection and transactions -------------------------------------------------------------------
+    def _init_schema(self) -> None:
+        with self.transaction() as conn:
+            for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                conn.execute(statement)
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise CaseInputError(
+                    self.db_path,
+                    f"case store schema version {row[0]} is newer than this software ({SCHEMA_VERSION})",
+                    "upgrade SimilarCaseRetrieval",
+                )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All-or-nothing: commits when the outermost block ends, rolls back on an exception.
+
+        A nested block is a savepoint: if it raises, only its own writes are undone (and the exception
+        propagates to the enclosing block, which rolls back everything unless it handles the exception).
+        """
+        with self._lock:
+            depth = self._depth
+            self._conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT sp{depth}")
+            self._depth += 1
+            try:
+                yield self._conn
+            except BaseException:
+                self._depth -= 1
+                if depth == 0:
+                    self._conn.execute("ROLLBACK")
+                else:
+                    self._conn.execute(f"ROLLBACK TO sp{depth}")
+                    self._conn.execute(f"RELEASE sp{depth}")
+                raise
+            self._depth -= 1
+            self._conn.execute("COMMIT" if depth == 0 else f"RELEASE sp{depth}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> CaseStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- paths -------------------------------------------------------------------------------------------
+    def relative(self, path: Path | str) -> str:
+        """A path as stored: relative to the archive when inside it, else absolute. Keeps `#options`."""
+        text = str(path)
+        base, sep, options = text.partition("#")
+        p = Path(base).expanduser()
+        if not p.is_absolute():
+            return text  # already archive-relative
+        p = p.resolve()
+        try:
+            rel = p.relative_to(self.archive_dir)
+            stored = rel.as_posix()
+        except ValueError:
+            stored = str(p)
+        return stored + (sep + options if sep else "")
+
+    def resolve(self, path: str) -> Path:
+        """A stored path -> absolute Path (the `#options` suffix is kept in the returned Path)."""
+        base, sep, options = str(path).partition("#")
+        p = Path(base).expanduser()
+        if not p.is_absolute():
+            p = self.archive_dir / p
+        return Path(str(p) + (sep + options if sep else ""))
+
+    # ---- cases -------------------------------------------------------------------------------------------
+    def _row(self, case: Case) -> tuple:
+        if not isinstance(case.case_id, str) or not case.case_id.strip():
+            raise CaseInputError("case", "empty case_id", "give every case a unique id")
+        if not case.sequences:
+            raise CaseInputError(
+                f"case {case.case_id}", "case has no image sequences", "give at least one image"
+            )
+        sequences = {name: self.relative(p) for name, p in case.sequences.items()}
+        return (
+            case.case_id,
+            json.dumps(sequences),
+            self.relative(case.mask) if case.mask else None,
+            None if case.segment is None or str(case.segment) == "" else str(case.segment),
+            case.label or None,
+            json.dumps([str(t) for t in case.terms]),
+            case.report or "",
+            case.notes or "",
+            case.patient_id or None,
+            case.study_date or None,
+        )
+
+    def _insert(self, conn: sqlite3.Connection, case: Case, replace: bool) -> None:
+        row = self._row(case)
+        if replace:
+            conn.execute("DELETE FROM cases WHERE case_id = ?", (case.case_id,))
+        elif self._exists(conn, case.case_id):
+            raise CaseInputError(
+                f"case {case.case_id}",
+                "case id already in the archive",
+                "use another id, update(), or --replace",
+            )
+        placeholders = ", ".join("?" * (len(_CASE_COLUMNS) + 1))
+        conn.execute(
+            f"INSERT INTO cases ({', '.join(_CASE_COLUMNS)}, added_at) VALUES ({placeholders})",
+            (*row, _now()),
+        )
+
+    @staticmethod
+    def _exists(conn: sqlite3.Connection, case_id: str) -> bool:
+        return conn.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone() is not None
+
+    def add(self, case: Case, *, replace: bool = False) -> None:
+        """Add one case; an existing id is an error unless `replace` (which drops its stale embeddings)."""
+        with self.transaction() as conn:
+            self._insert(conn, case, replace)
+
+    def add_many(self, cases: Iterable[Case], *, replace: bool = False) -> None:
+        """Add several cases in one transaction: all go in, or none (on any error)."""
+        cases = list(cases)
+        seen: set[str] = set()
+        for case in cases:
+            if case.case_id in seen:
+                raise CaseInputError(f"case {case.case_id}", "case id given twice", "make case ids unique")
+            seen.add(case.case_id)
+        with self.transaction() as conn:
+            for case in cases:
+                self._insert(conn, case, replace)
+
+    def update(self, case: Case) -> None:
+        """Rewrite an existing case's fields (embeddings are kept)."""
+        row = self._row(case)
+        with self.transaction() as conn:
+            if not self._exists(conn, case.case_id):
+                raise self._unknown(case.case_id)
+            assignments = ", ".join(f"{c} = ?" for c in _CASE_COLUMNS[1:])
+            conn.execute(f"UPDATE cases SET {assignments} WHERE case_id = ?", (*row[1:], case.case_id))
+
+    def remove(self, case_id: str) -> None:
+        """Remove a case with its embeddings and predicted terms."""
+        with self.transaction() as conn:
+            if not self._exists(conn, case_id):
+                raise self._unknown(case_id)
+            conn.execute("DELETE FROM embeddings WHERE case_id = ?", (case_id,))
+            conn.execute("DELETE FROM predicted_terms WHERE case_id = ?", (case_id,))
+            conn.execute("DELETE FROM cases WHERE case_id = ?", (case_id,))
+
+    def get(self, case_id: str) -> Case:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {', '.join(_CASE_COLUMNS)} FROM cases WHERE case_id = ?", (case_id,)
+            ).fetchone()
+        if row is None:
+            raise self._unknown(case_id)
+        return _case_from_row(row)
+
+    def list_cases(self, label: str | None = None, term: str | None = None) -> list[Case]:
+        """Cases in insertion order, optionally only those with `label` and/or carrying `term`."""
+        sql = f"SELECT {', '.join(_CASE_COLUMNS)} FROM cases"
+        params: tuple = ()
+        if label is not None:
+            sql += " WHERE label = ?"
+            params = (label,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY rowid", params).fetchall()
+        cases = [_case_from_row(r) for r in rows]
+        if term is not None:
+            cases = [c for c in cases if term in c.terms]
+        return cases
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._conn.execute("SELECT case_id FROM cases ORDER BY rowid")]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
+
+    def __contains__(self, case_id: object) -> bool:
+        with self._lock:
+            return self._exists(self._conn, str(case_id))
+
+    def _unknown(self, case_id: str) -> UnknownCaseError:
+        return UnknownCaseError(
+            f"case {case_id}", "no such case in the archive", "check the case id (`similar-cases info`)"
+        )
+
+    # ---- images ------------------------------------------------------------------------------------------
+    def load_study(self, case: Case, reference: str | None = None) -> Study:
+        from .study import read_study
+
+        return read_study({name: self.resolve(p) for name, p in case.sequences.items()}, reference)
+
+    def load_mask(self, case: Case, study: Study) -> sitk.Image:
+        from .study import read_mask
+
+        if not case.mask:
+            raise CaseInputError(
+                f"case {case.case_id}", "case has no mask", "add a mask (segment) to the case"
+            )
+        return read_mask(self.resolve(case.mask), study.reference_image, case.segment)
+
+    # ---- embeddings ----------------------------------------------------------------------------------------
+    def set_embeddings(self, model_version: str, kind: str, ids: list[str], vectors: np.ndarray) -> None:
+        """Store (upsert) float32 vectors for `ids` under (model_version, kind)."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(ids):
+            raise CaseInputError(
+                f"embeddings {model_version}/{kind}",
+                f"{len(ids)} ids but vectors of shape {vectors.shape}",
+                "pass (N, D) vectors",
+            )
+        if not np.all(np.isfinite(vectors)):
+            raise CaseInputError(
+                f"embeddings {model_version}/{kind}", "vectors contain NaN or inf", "check the encoder"
+            )
+        dim = int(vectors.shape[1])
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT dim FROM embeddings WHERE model_version = ? AND kind = ? LIMIT 1",
+                (model_version, kind),
+            ).fetchone()
+            if row is not None and row[0] != dim:
+                raise CaseInputError(
+                    f"embeddings {model_version}/{kind}",
+                    f"dimension {dim} differs from the stored {row[0]}",
+                    "use a new model version (or delete_embeddings first)",
+                )
+            missing = [i for i in ids if not self._exists(conn, i)]
+            if missing:
+                raise self._unknown(missing[0])
+            conn.executemany(
+                "INSERT OR REPLACE INTO embeddings (case_id, model_version, kind, dim, vector) VALUES (?, ?, ?, ?, ?)",
+                [(i, model_version, kind, dim, v.tobytes()) for i, v in zip(ids, vectors, strict=True)],
+            )
+
+    def get_embeddings(self, model_version: str, kind: str) -> tuple[list[str], np.ndarray]:
+        """(ids in case insertion order, (N, D) float32); ([], (0, 0)) when none."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT e.case_id, e.dim, e.vector FROM embeddings e JOIN cases c ON c.case_id = e.case_id "
+                "WHERE e.model_version = ? AND e.kind = ? ORDER BY c.rowid",
+                (model_version, kind),
+            ).fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        dim = rows[0][1]
+        vectors = np.stack([np.frombuffer(r[2], dtype=np.float32, count=dim) for r in rows])
+        return [r[0] for r in rows], vectors
+
+    def delete_embeddings(self, model_version: str, kind: str | None = None) -> None:
+        with self.transaction() as conn:
+            if kind is None:
+                conn.execute("DELETE FROM embeddings WHERE model_version = ?", (model_version,))
+                conn.execute("DELETE FROM predicted_terms WHERE model_version = ?", (model_version,))
+            else:
+                conn.execute(
+                    "DELETE FROM embeddings WHERE model_version = ? AND kind = ?", (model_version, kind)
+                )
+
+    def model_versions(self) -> dict[str, int]:
+        """model version -> number of cases with at least one embedding of it."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT model_version, COUNT(DISTINCT case_id) FROM embeddings GROUP BY model_version ORDER BY model_version"
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    # ---- predicted terms ------------------------------------------------------------------------------------
+    def set_predicted_terms(self, model_version: str, predictions: Mapping[str, Mapping[str, float]]) -> None:
+        """Replace the predicted term probabilities of the given cases for `model_version`."""
+        with self.transaction() as conn:
+            for case_id, probs in predictions.items():
+                if not self._exists(conn, case_id):
+                    raise self._unknown(case_id)
+                conn.execute(
+                    "DELETE FROM predicted_terms WHERE case_id = ? AND model_version = ?",
+                    (case_id, model_version),
+                )
+                conn.executemany(
+                    "INSERT INTO predicted_terms (case_id, model_version, term, prob) VALUES (?, ?, ?, ?)",
+                    [(case_id, model_version, str(t), float(p)) for t, p in probs.items()],
+                )
+
+    def get_predicted_terms(self, model_version: str) -> dict[str, dict[str, float]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT case_id, term, prob FROM predicted_terms WHERE model_version = ? ORDER BY case_id, term",
+                (model_version,),
+            ).fetchall()
+        out: dict[str, dict[str, float]] = {}
+        for case_id, term, prob in rows:
+            out.setdefault(case_id, {})[term] = float(prob)
+        return out
+
+    # ---- feedback ------------------------------------------------------------------------------------------
+    def log_feedback(self, query_id: str, relevant: list[str], not_relevant: list[str]) -> None:
+        """Append one relevance-feedback event (case ids only)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO feedback (query_id, relevant, not_relevant, created_at) VALUES (?, ?, ?, ?)",
+                (str(query_id), json.dumps(list(relevant)), json.dumps(list(not_relevant)), _now()),
+            )
+
+    def feedback_log(self) -> list[dict]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT query_id, relevant, not_relevant, created_at FROM feedback ORDER BY id"
+            ).fetchall()
+        return [
+            {"query_id": q, "relevant": json.loads(r), "not_relevant": json.loads(n), "created_at": t}
+            for q, r, n, t in rows
+        ]
+
+    # ---- summary -------------------------------------------------------------------------------------------
+    def summary(self) -> dict:
+        """Counts for `similar-cases info`: cases, labels, sequences, terms, model versions, patients."""
+        from collections import Counter
+
+        cases = self.list_cases()
+        labels = Counter(c.label for c in cases if c.label)
+        sequences = Counter(name for c in cases for name in c.sequences)
+        terms = Counter(t for c in cases for t in c.terms)
+        patients = {c.patient_id for c in cases if c.patient_id}
+        return {
+            "archive": str(self.archive_dir),
+            "cases": len(cases),
+            "with_mask": sum(1 for c in cases if c.mask),
+            "with_text": sum(1 for c in cases if c.text),
+            "patients": len(patients),
+            "labels": dict(labels.most_common()),
+            "sequences": dict(sequences.most_common()),
+            "terms": dict(terms.most_common()),
+            "model_versions": self.model_versions(),
+            "feedback_events": len(self.feedback_log()),
+        }
+
+
+def _case_from_row(row: tuple) -> Case:
+    values = dict(zip(_CASE_COLUMNS, row, strict=True))
+    return Case(
+        case_id=values["case_id"],
+        sequences=json.loads(values["sequences"]),
+        mask=values["mask"],
+        segment=values["segment"],
+        label=values["label"],
+        terms=json.loads(values["terms"] or "[]"),
+        report=values["report"] or "",
+        notes=values["notes"] or "",
+        patient_id=values["patient_id"],
+        study_date=values["study_date"],
+    )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
