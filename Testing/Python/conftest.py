@@ -1,0 +1,50 @@
+"""Shared pytest fixtures: a tiny synthetic ovarian-MRI archive built once per test session.
+
+Fixtures
+- ``tiny_archive``  -> Path: a synthetic archive of 24 cases (4 per label: simple_cyst, endometrioma,
+  mature_teratoma, cystadenoma, fibroma, malignant), grid 48x48x8 (5x5x14 mm), sequences T2/T1/T1FS,
+  ingested into ``cases.sqlite`` in that folder (``CaseStore(tiny_archive)``). Contains
+  ``manifest.csv`` (English reports/notes), ``manifest_en.csv``, ``manifest_fr.csv`` and
+  ``cases/<case_id>/{T2,T1,T1FS,mask}.nii.gz``. 18 patients: 6 have a follow-up study (same label),
+  so split by ``patient_id``. Built in about a second; treat it as READ-ONLY (copy it to change it).
+- ``tiny_manifest`` -> Path: ``tiny_archive / "manifest.csv"``.
+- ``tiny_archive_files`` -> Path: the same kind of archive written but NOT ingested (no ``cases.sqlite``),
+  for ingest tests that need a fresh store.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+TINY_CASES = 24
+TINY_SEED = 0
+
+
+@pytest.fixture(scope="session")
+def tiny_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 24-case tiny synthetic archive, ingested (read-only; see module docstring)."""
+    from SimilarCaseRetrievalLib.synthetic import make_archive
+
+    out = tmp_path_factory.mktemp("tiny_archive")
+    return make_archive(out, n_cases=TINY_CASES, seed=TINY_SEED, size="tiny", ingest=True, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_manifest(tiny_archive: Path) -> Path:
+    """The English manifest of ``tiny_archive``."""
+    return tiny_archive / "manifest.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_archive_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same 24 cases written to disk with manifests but no case store (not ingested)."""
+    from SimilarCaseRetrievalLib.synthetic import make_archive
+
+    out = tmp_path_factory.mktemp("tiny_archive_files")
+    return make_archive(out, n_cases=TINY_CASES, seed=TINY_SEED, size="tiny", ingest=False, progress=False)
