@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The exact commands behind the tables of docs/evaluation.md (CPU only; about 75 minutes on 2 shared cores).
+#
+#   benchmarks/run_evaluation.sh [DATA_DIR] [WORK_DIR]
+#
+# DATA_DIR holds the public data sets (default ../shared/data); WORK_DIR receives results.json, the bar charts,
+# the qualitative figures, the synthetic archive and the per-fold models (default /tmp/scr-evaluation).
+# Nothing is written in the repository. Tables: python benchmarks/evaluation_tables.py WORK_DIR/*/results.json
+set -euo pipefail
+DATA=${1:-../shared/data}
+W=${2:-/tmp/scr-evaluation}
+mkdir -p "$W"
+export HF_HUB_OFFLINE=1
+
+# 1. Synthetic ovarian-MRI archive (300 cases, 'small' grid): image, text (query = notes only), fused.
+python -c "from SimilarCaseRetrievalLib.synthetic import make_archive; make_archive('$W/synthetic', n_cases=300, seed=0, size='small', progress=False)"
+similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method handcrafted classifier ours \
+  --mode image text fused --epochs 10 --feedback-rounds 2 --out "$W/synthetic-results" --work "$W/synthetic-models"
+similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method random --out "$W/synthetic-random"
+
+# 2. AdrenalMNIST3D: index = train split (1188), queries = test split (298).
+similar-cases evaluate --dataset adrenal --data "$DATA/adrenalmnist3d" --method handcrafted classifier ours \
+  --mode image --epochs 8 --feedback-rounds 2 --out "$W/adrenal"
+similar-cases evaluate --dataset adrenal --data "$DATA/adrenalmnist3d" --method random --out "$W/adrenal-random"
+
+# 3. MMOTU ovarian ultrasound (2D, 1000 images), 5-fold CV (folds by image: no patient ids).
+similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method handcrafted classifier \
+  ours --mode image --epochs 6 --feedback-rounds 2 --out "$W/mmotu"
+similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method random --out "$W/mmotu-random"
+
+# 4. LIDC-IDRI reader contours (shape only): 300 random patients, 25% of them held out as queries.
+similar-cases evaluate --dataset lidc --data "$DATA/lidc" --limit 300 --holdout 0.25 --method handcrafted \
+  classifier ours --mode image --epochs 8 --feedback-rounds 2 --out "$W/lidc"
+similar-cases evaluate --dataset lidc --data "$DATA/lidc" --limit 300 --holdout 0.25 --method random \
+  --out "$W/lidc-random"
+
+# 5. IU chest X-ray reports (text only): R2Gen train split indexed, test split as queries. 'ours' = the text
+#    branch of the encoder trained on synthetic folds 2-5 (the first model written in step 1).
+similar-cases evaluate --dataset iu-xray --data "$DATA/iu-xray-reports" --method tfidf bm25 sentence \
+  --feedback-rounds 2 --out "$W/iu-xray"
+similar-cases evaluate --dataset iu-xray --data "$DATA/iu-xray-reports" --method random --out "$W/iu-xray-random"
+MODEL=$(ls -dtr "$W"/synthetic-models/model-* | head -1)
+similar-cases evaluate --dataset iu-xray --data "$DATA/iu-xray-reports" --method ours --mode text --model "$MODEL" \
+  --feedback-rounds 2 --out "$W/iu-xray-ours"
