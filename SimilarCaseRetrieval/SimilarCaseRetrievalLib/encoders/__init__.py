@@ -1,0 +1,9 @@
+"""Encoders: `ModelConfig`, `CaseEncoder` (image CNN + text encoder + heads), save/load.
+
+Importing this package imports torch; the CLI imports it lazily.
+"""
+
+from .config import ModelConfig
+from .model import CaseEncoder, RoiPrediction, fuse_embeddings
+
+__all__ = ["CaseEncoder", "ModelConfig", "RoiPrediction", "fuse_embeddings"]

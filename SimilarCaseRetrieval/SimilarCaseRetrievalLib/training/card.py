@@ -1,0 +1,55 @@
+"""MODEL_CARD.md for a trained model folder (data, intended use, metrics, limits, reproducing command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import encoders
+
+
+def model_card(encoder: encoders.CaseEncoder) -> str:
+    c = encoder.config
+    m = c.metrics
+    final = m.get("final", {})
+    rows = "\n".join(f"| {k} | {'n/a' if v is None else f'{v:.3f}'} |" for k, v in final.items())
+    rows = rows or "| (no validation split) | |"
+    n_params = sum(p.numel() for p in encoder.net.parameters())
+    return f"""# Model card: {c.version}
+
+## What it is
+Image CNN (strided 3D, GroupNorm; {n_params:,} parameters, widths {list(c.widths)}) over the ROI tensor
+(sequences {c.sequences} + mask, grid X,Y,Z = {list(c.roi.grid)}) and a trained projection of the frozen
+sentence-transformers model `{c.text_model}` ({c.text_dim}-d) into one {c.embed_dim}-d L2-normalised space.
+Heads: {len(c.terms)} semantic terms (sigmoid), {len(c.labels)} diagnoses (softmax): {", ".join(c.labels)}.
+Training: stage 0 self-supervised (NT-Xent on augmented ROI views), stage 1 instance loss with a classifier
+shared by both branches + term/label heads, stage 2 + bidirectional hinge ranking loss with hardest negatives
+(image->text, text->image, image->image for cases sharing a diagnosis). Text model frozen (cached embeddings).
+
+## Data
+{m.get("data", "?")}: {m.get("n_train", "?")} training and {m.get("n_val", "?")} validation cases
+(split grouped by patient id). Training time {m.get("train_seconds", "?")} s.
+
+## Validation (mAP@10, relevance = same diagnosis; validation queries against train + validation cases)
+Image query = ROI; text query = clinical notes only, gallery texts = report + notes; fused = 0.7 image + 0.3 text.
+
+| retrieval | mAP@10 |
+|---|---|
+{rows}
+
+## Reproduce
+```
+{c.training_command}
+```
+
+## Intended use and limits
+Research prototype for similar-case retrieval. The weights learn whatever the training archive contains:
+a model trained on the synthetic archive knows synthetic phantoms only and must be retrained on a site's own
+archive (`similar-cases train --archive DIR --out MODEL_DIR`) before any clinical evaluation. Not a diagnostic
+device; the diagnosis and term heads are aids for browsing results, not predictions to act on.
+"""
+
+
+def write_model_card(encoder: encoders.CaseEncoder, model_dir: Path) -> Path:
+    path = Path(model_dir) / encoders.model.CARD_FILE
+    path.write_text(model_card(encoder), encoding="utf-8")
+    return path

@@ -1,0 +1,351 @@
+"""The training loop: stage 0 (self-supervised image views), stage 1 (instance + heads), stage 2 (+ ranking)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..encoders import CaseEncoder, ModelConfig, fuse_embeddings
+from ..errors import CaseInputError
+from .augment import augment
+from .checkpoint import optimizer_state, read_checkpoint, save_checkpoint
+from .data import TrainingData, as_training_data, split_validation, targets, vocabularies
+from .losses import InstanceClassifier, nt_xent, ranking_loss
+from .metrics import map_at_k
+
+log = logging.getLogger(__name__)
+STAGES = ("self-supervised", "instance", "ranking")
+
+
+def parse_epochs(value: int | str | Sequence[int]) -> tuple[int, int, int]:
+    """``N`` (total, split 1:2:2 over stages 0/1/2) or ``"a,b,c"`` / ``(a, b, c)`` (per stage)."""
+    if isinstance(value, str):
+        parts = [p for p in value.replace(" ", "").split(",") if p]
+        value = int(parts[0]) if len(parts) == 1 else tuple(int(p) for p in parts)
+    if isinstance(value, int):
+        if value < 0:
+            raise CaseInputError("--epochs", f"{value} is negative", "give a positive number")
+        s0 = round(value * 0.2)
+        s1 = round(value * 0.4)
+        return (s0, s1, value - s0 - s1)
+    value = tuple(int(v) for v in value)
+    if len(value) != 3 or min(value) < 0:
+        raise CaseInputError("--epochs", f"{value} is not three non-negative numbers", "use e.g. 4,8,8")
+    return value  # type: ignore[return-value]
+
+
+@dataclass
+class TrainOptions:
+    epochs: tuple[int, int, int] = (4, 8, 8)
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    device: str = "cpu"
+    margin: float = 0.2
+    temperature: float = 0.2
+    text_dropout: float = 0.1
+    augment_strength: float = 1.0
+    progress: bool = True
+
+
+def _set_determinism(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _sentence_table(encoder: CaseEncoder, data: TrainingData, cache: dict[str, np.ndarray], progress: bool):
+    """Frozen sentence embeddings of the index-side and query-side texts (each distinct text embedded once)."""
+    todo = sorted({t for t in data.texts + data.query_texts if t and t.strip() and t not in cache})
+    if todo:
+        vecs = encoder.sentence_embeddings(todo, progress=progress)
+        cache.update(zip(todo, vecs, strict=True))
+    dim = encoder.config.text_dim
+    zero = np.zeros(dim, np.float32)
+
+    def table(texts: list[str]) -> np.ndarray:
+        return (
+            np.stack([cache.get(t, zero) for t in texts]).astype(np.float32) if texts else np.zeros((0, dim))
+        )
+
+    return table(data.texts), table(data.query_texts)
+
+
+def evaluate(
+    encoder: CaseEncoder,
+    queries: TrainingData,
+    gallery: TrainingData,
+    sentences: dict[str, np.ndarray],
+    k: int = 10,
+) -> dict[str, float]:
+    """mAP@k (relevance = same label) of image-only, text-only (query notes vs gallery reports) and fused."""
+    q_img = encoder.encode_rois(queries.rois)
+    g_img = encoder.encode_rois(gallery.rois)
+    dim = encoder.config.text_dim
+    zero = np.zeros(dim, np.float32)
+    q_txt = encoder.project_texts(np.stack([sentences.get(t, zero) for t in queries.query_texts]))
+    g_txt = encoder.project_texts(np.stack([sentences.get(t, zero) for t in gallery.texts]))
+    ids = dict(query_ids=queries.ids, gallery_ids=gallery.ids, k=k)
+    out = {"image": map_at_k(q_img, queries.labels, g_img, gallery.labels, **ids)}
+    if np.any(q_txt) and np.any(g_txt):
+        out["text"] = map_at_k(q_txt, queries.labels, g_txt, gallery.labels, **ids)
+        q_f, g_f = fuse_embeddings(q_img, q_txt), fuse_embeddings(g_img, g_txt)
+        out["fused"] = map_at_k(q_f, queries.labels, g_f, gallery.labels, **ids)
+    return {f"map@{k}_{key}": (round(v, 4) if np.isfinite(v) else None) for key, v in out.items()}
+
+
+def _train_model(
+    cases_or_store: Any,
+    config: ModelConfig,
+    *,
+    epochs: int | str | Sequence[int] = (4, 8, 8),
+    seed: int = 0,
+    val_cases: Any = None,
+    val_fraction: float = 0.0,
+    rois: np.ndarray | None = None,
+    val_rois: np.ndarray | None = None,
+    store: Any = None,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    device: str = "cpu",
+    progress: bool = True,
+    checkpoint_dir: Path | str | None = None,
+    resume: Path | str | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    sentence_cache: dict[str, np.ndarray] | None = None,
+) -> CaseEncoder:
+    """Train a `CaseEncoder` on cases (a CaseStore, Cases + ``store``/``rois``, a TrainingData or an
+    evaluation collection). Validation: ``val_cases`` (same kinds) or a grouped ``val_fraction`` split;
+    mAP@10 (same label) is logged after each epoch and stored in ``encoder.config.metrics``.
+    Deterministic for a seed on CPU. Returns the trained encoder (not saved; call ``save``)."""
+    opts = TrainOptions(epochs=parse_epochs(epochs), batch_size=batch_size, lr=lr, seed=seed, device=device)
+    opts.progress = progress
+    _set_determinism(seed)
+    data = as_training_data(cases_or_store, config, rois=rois, store=store, progress=progress)
+    if val_cases is not None:
+        val = as_training_data(val_cases, config, rois=val_rois, store=store, progress=progress)
+        train = data
+    else:
+        tr_idx, va_idx = split_validation(data, val_fraction, seed)
+        train, val = data.subset(tr_idx), (data.subset(va_idx) if len(va_idx) else None)
+    if len(train) < 2:
+        raise CaseInputError("training data", f"{len(train)} training case(s)", "give at least 2 cases")
+
+    start_epoch, history = 0, []
+    ckpt = None
+    if resume is not None:
+        cfg_json, ckpt, state = read_checkpoint(Path(resume))
+        config = ModelConfig.from_json(cfg_json, where=Path(resume) / "config.json")
+        if state.get("train_ids") != train.ids:
+            raise CaseInputError(
+                resume, "checkpoint was trained on other cases", "resume with the same data/seed"
+            )
+        start_epoch, history = int(state["epoch"]), list(state.get("history", []))
+        opts.epochs = tuple(state["epochs"])  # type: ignore[assignment]
+    else:
+        labels, term_list = vocabularies(train, config)
+        config = dataclasses.replace(
+            config, labels=labels, terms=term_list, version="", trained_date="", metrics={}
+        )
+    opts_dict = dataclasses.asdict(opts)
+
+    encoder = CaseEncoder.create(config, seed=seed)
+    net = encoder.net
+    classifier = InstanceClassifier(len(train), config.embed_dim)
+    if ckpt is not None:
+        net.load_state_dict({k[4:]: v for k, v in ckpt.items() if k.startswith("net.")})
+        classifier.load_state_dict({"weight": ckpt["cls.weight"]})
+    dev = torch.device(opts.device)
+    net.to(dev)
+    classifier.to(dev)
+    params = list(net.parameters()) + list(classifier.parameters())
+    optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
+    if ckpt is not None:
+        optimizer.load_state_dict(optimizer_state(ckpt, state["param_groups"]))
+
+    sentences: dict[str, np.ndarray] = sentence_cache if sentence_cache is not None else {}
+    needs_text = any(train.has_text) or (val is not None and any(val.has_text))
+    if needs_text:
+        sent_full, sent_query = _sentence_table(encoder, train, sentences, progress)
+        if val is not None:
+            _sentence_table(encoder, val, sentences, progress)
+    else:
+        sent_full = sent_query = np.zeros((len(train), config.text_dim), np.float32)
+    y_label, y_terms = targets(train, config.labels, config.terms)
+    has_terms = y_terms.sum(axis=1) > 0
+    has_text = train.has_text
+
+    total = sum(opts.epochs)
+    bounds = np.cumsum(opts.epochs)
+    rois_t = torch.from_numpy(train.rois)
+    for epoch in range(start_epoch, total):
+        stage = int(np.searchsorted(bounds, epoch, side="right"))
+        stage_start = int(bounds[stage - 1]) if stage else 0
+        stage_len = int(opts.epochs[stage])
+        # cosine decay within each stage; every epoch reseeded: resuming gives the same run
+        frac = (epoch - stage_start) / max(1, stage_len)
+        for group in optimizer.param_groups:
+            group["lr"] = opts.lr * 0.5 * (1 + math.cos(math.pi * frac))
+        torch.manual_seed(seed * 100003 + epoch)
+        gen = torch.Generator().manual_seed(seed * 7919 + epoch)
+        order = torch.randperm(len(train), generator=gen)
+        batches = [order[i : i + opts.batch_size] for i in range(0, len(order), opts.batch_size)]
+        if len(batches) > 1 and len(batches[-1]) < 2:
+            batches[-2] = torch.cat([batches[-2], batches[-1]])
+            batches.pop()
+        net.train()
+        sums: dict[str, float] = {}
+        from tqdm import tqdm
+
+        bar = tqdm(
+            batches, desc=f"stage {stage} epoch {epoch + 1}/{total}", disable=not progress, leave=False
+        )
+        for idx in bar:
+            losses = _step(
+                stage,
+                idx,
+                rois_t,
+                gen,
+                net,
+                classifier,
+                opts,
+                dev,
+                sent_full,
+                sent_query,
+                has_text,
+                y_label,
+                y_terms,
+                has_terms,
+            )
+            loss = sum(losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            optimizer.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        net.eval()
+        record: dict[str, Any] = {"epoch": epoch + 1, "stage": stage}
+        record.update({f"loss_{k}": round(v / len(train), 4) for k, v in sums.items()})
+        record["loss"] = round(sum(sums.values()) / len(train), 4)
+        if val is not None and len(val):
+            gallery = _concat(train, val)
+            record.update(evaluate(encoder, val, gallery, sentences))
+        history.append(record)
+        log.debug("epoch %s", record)
+        if checkpoint_dir is not None:
+            tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
+            tensors["cls.weight"] = classifier.weight
+            save_checkpoint(
+                Path(checkpoint_dir),
+                config.to_json(),
+                tensors,
+                optimizer,
+                {
+                    "epoch": epoch + 1,
+                    "epochs": list(opts.epochs),
+                    "seed": seed,
+                    "options": opts_dict,
+                    "history": history,
+                    "train_ids": train.ids,
+                },
+            )
+        if on_epoch:
+            on_epoch(record)
+    net.to("cpu").eval()
+    encoder.config.metrics = {
+        "history": history,
+        "n_train": len(train),
+        "n_val": 0 if val is None else len(val),
+    }
+    if history and val is not None:
+        encoder.config.metrics["final"] = {k: v for k, v in history[-1].items() if k.startswith("map@")}
+    encoder.config.version = encoder._make_version("untrained")
+    return encoder
+
+
+@functools.wraps(_train_model)
+def train_model(*args, **kwargs) -> CaseEncoder:
+    """See `_train_model`; the process-wide deterministic-algorithms setting is restored afterwards."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        return _train_model(*args, **kwargs)
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def _concat(a: TrainingData, b: TrainingData) -> TrainingData:
+    return TrainingData(
+        ids=a.ids + b.ids,
+        rois=np.concatenate([a.rois, b.rois]),
+        labels=a.labels + b.labels,
+        terms=a.terms + b.terms,
+        groups=a.groups + b.groups,
+        texts=a.texts + b.texts,
+        query_texts=a.query_texts + b.query_texts,
+    )
+
+
+def _step(
+    stage,
+    idx,
+    rois_t,
+    gen,
+    net,
+    classifier,
+    opts,
+    dev,
+    sent_full,
+    sent_query,
+    has_text,
+    y_label,
+    y_terms,
+    has_terms,
+) -> dict[str, torch.Tensor]:
+    """Losses of one batch for the given stage."""
+    batch = rois_t[idx]
+    s = opts.augment_strength
+    if stage == 0:
+        v1, v2 = augment(batch, gen, s).to(dev), augment(batch, gen, s).to(dev)
+        z1 = F.normalize(net.image(v1)["embedding"], dim=1)
+        z2 = F.normalize(net.image(v2)["embedding"], dim=1)
+        return {"ntxent": nt_xent(z1, z2, opts.temperature)}
+    out = net.image(augment(batch, gen, s).to(dev))
+    zi = F.normalize(out["embedding"], dim=1)
+    inst = torch.as_tensor(idx, dtype=torch.long, device=dev)
+    losses = {"inst_img": F.cross_entropy(classifier(zi), inst)}
+    ht = torch.from_numpy(has_text[idx.numpy()]).to(dev)
+    # text view: the full text (report + notes) or, one time in three, the query-side text (notes)
+    use_query = torch.rand(len(idx), generator=gen) < 1 / 3
+    sq = torch.from_numpy(sent_query[idx.numpy()])
+    sf = torch.from_numpy(sent_full[idx.numpy()])
+    query_ok = sq.abs().sum(dim=1) > 0
+    sent = torch.where((use_query & query_ok)[:, None], sq, sf).to(dev)
+    sent = F.dropout(sent, p=opts.text_dropout, training=True)
+    zt = F.normalize(net.text(sent), dim=1)
+    if ht.any():
+        losses["inst_txt"] = F.cross_entropy(classifier(zt[ht]), inst[ht])
+    labels = torch.from_numpy(y_label[idx.numpy()]).to(dev)
+    if "label_logits" in out and (labels >= 0).any():
+        losses["label"] = F.cross_entropy(out["label_logits"], labels, ignore_index=-1)
+    hterm = torch.from_numpy(has_terms[idx.numpy()]).to(dev)
+    if "term_logits" in out and hterm.any():
+        tgt = torch.from_numpy(y_terms[idx.numpy()]).to(dev)
+        losses["terms"] = F.binary_cross_entropy_with_logits(out["term_logits"][hterm], tgt[hterm])
+    if stage >= 2:
+        for k, v in ranking_loss(zi, zt, ht, labels, inst, opts.margin).items():
+            losses[k] = v
+    return losses

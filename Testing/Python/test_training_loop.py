@@ -1,0 +1,112 @@
+"""The training loop on a tiny generated set (images only: no text model needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from SimilarCaseRetrievalLib.encoders import CaseEncoder, ModelConfig  # noqa: E402
+from SimilarCaseRetrievalLib.errors import CaseInputError  # noqa: E402
+from SimilarCaseRetrievalLib.roi import RoiConfig  # noqa: E402
+from SimilarCaseRetrievalLib.training import TrainingData, train_model  # noqa: E402
+
+
+def tiny_config() -> ModelConfig:
+    return ModelConfig(
+        sequences=["T2"], roi=RoiConfig(grid=(8, 8, 2)), embed_dim=16, widths=(4, 8), groups=2, text_hidden=16
+    )
+
+
+def tiny_data(n: int = 16, seed: int = 0) -> TrainingData:
+    rng = np.random.default_rng(seed)
+    names = ["cyst", "fibroma"]
+    rois = rng.normal(size=(n, 2, 2, 8, 8)).astype(np.float32)
+    rois[:, 1] = 0.0
+    for i in range(n):
+        rois[i, 0] += 1.5 if i % 2 else -1.5  # the label shows in the image
+        rois[i, 1, :, 2 + i % 3 : 6, 2:6] = 1.0
+    return TrainingData(
+        ids=[f"case{i:02d}" for i in range(n)],
+        rois=rois,
+        labels=[names[i % 2] for i in range(n)],
+        terms=[["solid:present"] if i % 2 else ["fluid:simple"] for i in range(n)],
+        groups=[f"p{i // 2}" for i in range(n)],
+        texts=[""] * n,
+    )
+
+
+def weights(encoder: CaseEncoder) -> dict[str, np.ndarray]:
+    return {k: v.detach().numpy().copy() for k, v in encoder.net.state_dict().items()}
+
+
+def test_training_lowers_the_loss_and_fills_vocabularies():
+    history: list[dict] = []
+    encoder = train_model(
+        tiny_data(),
+        tiny_config(),
+        epochs=(1, 5, 0),
+        batch_size=8,
+        lr=5e-3,
+        progress=False,
+        on_epoch=history.append,
+    )
+    stage1 = [h["loss"] for h in history if h["stage"] == 1]
+    assert stage1[-1] < stage1[0]
+    assert encoder.config.labels == ["cyst", "fibroma"]
+    assert encoder.config.terms == ["fluid:simple", "solid:present"]
+    pred = encoder.predict_rois(tiny_data().rois)
+    assert pred.label_probs.shape == (16, 2) and pred.term_probs.shape == (16, 2)
+
+
+def test_same_seed_gives_the_same_weights():
+    a = train_model(tiny_data(), tiny_config(), epochs=(1, 1, 1), batch_size=8, seed=7, progress=False)
+    b = train_model(tiny_data(), tiny_config(), epochs=(1, 1, 1), batch_size=8, seed=7, progress=False)
+    c = train_model(tiny_data(), tiny_config(), epochs=(1, 1, 1), batch_size=8, seed=8, progress=False)
+    wa, wb, wc = weights(a), weights(b), weights(c)
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k])
+    assert any(not np.array_equal(wa[k], wc[k]) for k in wa)
+
+
+def test_validation_reports_map_each_epoch_and_resume_continues_the_same_run(tmp_path):
+    data = tiny_data(20)
+    kw = dict(epochs=(1, 1, 1), batch_size=8, seed=3, val_fraction=0.2, progress=False)
+    full_history: list[dict] = []
+    full = train_model(data, tiny_config(), on_epoch=full_history.append, **kw)
+    assert len(full_history) == 3
+    assert all(0.0 <= h["map@10_image"] <= 1.0 for h in full_history)
+    assert "final" in full.config.metrics
+
+    def stop_after_two(record: dict) -> None:
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model(data, tiny_config(), checkpoint_dir=tmp_path / "ckpt", on_epoch=stop_after_two, **kw)
+    resumed = train_model(data, tiny_config(), resume=tmp_path / "ckpt", **kw)
+    wf, wr = weights(full), weights(resumed)
+    for k in wf:
+        np.testing.assert_allclose(wr[k], wf[k], atol=1e-6)
+    assert [h["epoch"] for h in resumed.config.metrics["history"]] == [1, 2, 3]
+    assert (
+        not list((tmp_path / "ckpt").glob("*.pt"))
+        and (tmp_path / "ckpt" / "checkpoint.safetensors").is_file()
+    )
+
+
+def test_trained_model_round_trips_and_bad_input_is_refused(tmp_path):
+    encoder = train_model(tiny_data(), tiny_config(), epochs=(0, 1, 0), batch_size=8, progress=False)
+    encoder.save(tmp_path / "model")
+    loaded = CaseEncoder.load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.encode_rois(tiny_data().rois), encoder.encode_rois(tiny_data().rois))
+    assert loaded.config.labels == ["cyst", "fibroma"]
+    bad = tiny_data()
+    bad.rois[0, 0, 0, 0, 0] = np.nan
+    with pytest.raises(CaseInputError, match="NaN"):
+        train_model(TrainingData(**{**bad.__dict__}), tiny_config(), epochs=1, progress=False)
+    with pytest.raises(CaseInputError, match="checkpoint"):
+        train_model(
+            tiny_data(12), tiny_config(), epochs=(0, 1, 0), resume=tmp_path / "missing", progress=False
+        )
