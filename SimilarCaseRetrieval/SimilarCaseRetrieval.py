@@ -808,7 +808,7 @@ def _addLoadedCase(mrml, caseId, case, study, mask):
 
 def _requirementLines(path: pathlib.Path) -> list[str]:
     lines = []
-    for line in pathlib.Path(path).read_text().splitlines():
+    for line in pathlib.Path(path).read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             lines.append(line)

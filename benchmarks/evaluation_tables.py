@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     merged: dict[tuple[str, str], dict] = {}
     for path in args.results:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         key = (data["dataset"], data["protocol"])
         if key in merged:
             merged[key]["methods"].update(data["methods"])

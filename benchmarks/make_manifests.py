@@ -43,7 +43,7 @@ TOTALSEG_NAMES = {
 
 def mmotu_rows(folder: Path) -> list[dict]:
     rows = []
-    with open(folder / "labels.csv", newline="") as f:
+    with open(folder / "labels.csv", newline="", encoding="utf-8") as f:
         for r in csv.DictReader(f):
             rows.append(
                 {
@@ -103,7 +103,7 @@ def small3d_rows(folder: Path) -> list[dict]:
 
 
 def write(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
         for row in rows:

@@ -102,8 +102,8 @@ class Case:
 
     @property
     def text(self) -> str:
-        """Report and clinical notes joined, for the text encoder."""
-        return "\n".join(t.strip() for t in (self.report, self.notes) if t and t.strip())
+        """Clinical notes then report, for the text encoder (notes first: long reports get truncated)."""
+        return "\n".join(t.strip() for t in (self.notes, self.report) if t and t.strip())
 
 
 class UnknownCaseError(CaseInputError, KeyError):

@@ -32,7 +32,7 @@ def test_missing_file(tmp_path):
 
 def test_unsupported_file_type(tmp_path):
     path = tmp_path / "report.txt"
-    path.write_text("not an image")
+    path.write_text("not an image", encoding="utf-8")
     with pytest.raises(CaseInputError) as err:
         read_volume(path)
     assert "unsupported" in _one_line(err, "report.txt")

@@ -39,7 +39,7 @@ def data(tmp_path):
 
 
 def _write_csv(path, rows, header=MANIFEST_COLUMNS):
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
@@ -162,7 +162,7 @@ def test_write_manifest_round_trip(tmp_path, data):
     out = write_manifest(data / "copy.csv", cases)
     again, errors = read_manifest(out)
     assert errors == [] and again == cases
-    with open(out, newline="") as f:
+    with open(out, newline="", encoding="utf-8") as f:
         first = next(csv.DictReader(f))
     assert first["image"] == "T2=c0_t2.nii.gz;T1=c0_t1.nrrd"  # written relative to the manifest
 
@@ -204,7 +204,7 @@ def test_write_manifest_relative_case_paths_use_base_dir(tmp_path, data):
     out = write_manifest(data / "sub" / "m.csv", [case], base_dir=data)
     (read,), errors = read_manifest(out)
     assert errors == [] and read.mask == str((data / "mask.nrrd").resolve()) + "#series=1.2"
-    with open(out, newline="") as f:
+    with open(out, newline="", encoding="utf-8") as f:
         row = next(csv.DictReader(f))
     assert (
         row["image"] == f"T2={(data / 'c0_t2.nii.gz').resolve()}"

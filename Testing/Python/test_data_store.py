@@ -34,7 +34,7 @@ def test_add_get_round_trip_and_persistence(tmp_path):
     store.add(case)
     assert store.db_path == (tmp_path / "archive" / "cases.sqlite").resolve()
     assert store.get("c1") == case
-    assert case.text == "Unilocular cyst.\n32 y, premenopausal"
+    assert case.text == "32 y, premenopausal\nUnilocular cyst."
     store.close()
     reopened = CaseStore(tmp_path / "archive", create=False)
     assert reopened.get("c1") == case

@@ -90,9 +90,9 @@ def test_save_load_round_trip_gives_identical_embeddings(tmp_path):
 def test_config_that_does_not_match_the_weights_is_refused_in_one_line(tmp_path):
     model_dir = tmp_path / "model"
     CaseEncoder.create(tiny_config()).save(model_dir)
-    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     cfg["widths"] = [4, 12]
-    (model_dir / "config.json").write_text(json.dumps(cfg))
+    (model_dir / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
     with pytest.raises(CaseInputError) as info:
         CaseEncoder.load(model_dir)
     message = str(info.value)
@@ -102,15 +102,15 @@ def test_config_that_does_not_match_the_weights_is_refused_in_one_line(tmp_path)
 def test_edited_version_or_terms_list_is_refused(tmp_path):
     model_dir = tmp_path / "model"
     CaseEncoder.create(tiny_config()).save(model_dir)
-    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     cfg["terms"] = cfg["terms"][:2]  # term head has 3 outputs
-    (model_dir / "config.json").write_text(json.dumps(cfg))
+    (model_dir / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
     with pytest.raises(CaseInputError, match="shape mismatch"):
         CaseEncoder.load(model_dir)
     CaseEncoder.create(tiny_config()).save(model_dir)
-    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     cfg["version"] = cfg["version"][:-8] + "00000000"
-    (model_dir / "config.json").write_text(json.dumps(cfg))
+    (model_dir / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
     with pytest.raises(CaseInputError, match="version"):
         CaseEncoder.load(model_dir)
 
@@ -123,7 +123,7 @@ def test_missing_or_corrupt_model_files_raise_case_input_error(tmp_path):
     (model_dir / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CaseInputError, match="model.safetensors"):
         CaseEncoder.load(model_dir)
-    (model_dir / "config.json").write_text("{broken")
+    (model_dir / "config.json").write_text("{broken", encoding="utf-8")
     with pytest.raises(CaseInputError, match="config.json"):
         CaseEncoder.load(model_dir)
 

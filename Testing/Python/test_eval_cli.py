@@ -54,7 +54,7 @@ def test_evaluate_handcrafted_on_tiny_shapes(tmp_path, capsys):
     assert rc == 0
     printed = capsys.readouterr().out
     assert "handcrafted" in printed and "mAP@5" in printed
-    result = json.loads((out / "results.json").read_text())
+    result = json.loads((out / "results.json").read_text(encoding="utf-8"))
     summary = result["methods"]["handcrafted"]
     assert summary["n_queries"] == 10
     # Spheres vs rods are separable by shape: far better than the 0.5 of chance.
@@ -96,7 +96,7 @@ def _reports(folder):
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    (folder / "r2gen_annotation.json").write_text(json.dumps(split))
+    (folder / "r2gen_annotation.json").write_text(json.dumps(split), encoding="utf-8")
 
 
 def test_evaluate_text_baselines_on_tiny_reports(tmp_path, capsys):
@@ -121,7 +121,7 @@ def test_evaluate_text_baselines_on_tiny_reports(tmp_path, capsys):
     assert rc == 0
     printed = capsys.readouterr().out
     assert "tfidf" in printed and "bm25" in printed
-    methods = json.loads((tmp_path / "out" / "results.json").read_text())["methods"]
+    methods = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))["methods"]
     # Every query has 5 same-topic reports in the index; lexical methods find them first.
     for name in ("tfidf", "bm25"):
         assert methods[name]["n_queries"] == 3
@@ -160,7 +160,7 @@ def test_evaluate_archive_cross_validation_with_handcrafted(tmp_path, capsys):
         ]
     )
     assert rc == 0
-    result = json.loads((out / "results.json").read_text())
+    result = json.loads((out / "results.json").read_text(encoding="utf-8"))
     summary = result["methods"]["handcrafted"]
     # Every case is a query exactly once (2 folds), unless no case of its label is in the other fold.
     assert summary["n_queries"] + summary["n_without_relevant"] == 14
@@ -195,7 +195,7 @@ def test_evaluate_ours_trains_per_split_and_reports(tmp_path):
         ]
     )
     assert rc == 0
-    summary = json.loads((out / "results.json").read_text())["methods"]["ours-image"]
+    summary = json.loads((out / "results.json").read_text(encoding="utf-8"))["methods"]["ours-image"]
     assert summary["n_queries"] == 10
     assert 0.0 <= summary["overall"]["map@10"] <= 1.0
     # The model trained on the index split is saved (safetensors + JSON config) in --work.

@@ -90,7 +90,7 @@ def test_queries_manifest_runs_every_query_in_one_process(setup, tmp_path):
         {"case_id": "q-text", "image": "", "mask": "", "segment": "", "notes": "solid tissue present"}
     )
     rows.append({"case_id": "q-missing", "image": str(tmp_path / "nope.nii.gz"), "mask": "", "segment": ""})
-    with open(tmp_path / "queries.csv", "w", newline="") as f:
+    with open(tmp_path / "queries.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=["case_id", "image", "mask", "segment", "notes"])
         writer.writeheader()
         writer.writerows(rows)

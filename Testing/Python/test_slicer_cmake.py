@@ -16,7 +16,7 @@ def cmake_list(text: str, variable: str) -> list[str]:
 
 
 def test_module_cmake_lists_every_file_of_the_lib_package():
-    text = (MODULE_DIR / "CMakeLists.txt").read_text()
+    text = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
     listed = cmake_list(text, "MODULE_PYTHON_SCRIPTS") + cmake_list(text, "MODULE_LIB_RESOURCES")
     listed = {item.replace("${MODULE_NAME}", "SimilarCaseRetrieval") for item in listed}
     on_disk = {
@@ -32,7 +32,7 @@ def test_module_cmake_lists_every_file_of_the_lib_package():
 
 
 def test_module_cmake_resources_exist_and_the_test_is_registered():
-    text = (MODULE_DIR / "CMakeLists.txt").read_text()
+    text = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
     for resource in cmake_list(text, "MODULE_PYTHON_RESOURCES"):
         resource = resource.replace("${MODULE_NAME}", "SimilarCaseRetrieval")
         assert (ROOT / "Resources" / resource).is_file(), resource
@@ -43,7 +43,7 @@ def test_module_cmake_resources_exist_and_the_test_is_registered():
 
 
 def test_top_level_cmake_declares_the_extension():
-    text = (ROOT / "CMakeLists.txt").read_text()
+    text = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     assert re.search(r"cmake_minimum_required\(VERSION", text)
     assert "project(SimilarCaseRetrieval)" in text
     for field in (
@@ -72,7 +72,7 @@ def test_top_level_cmake_declares_the_extension():
 def write_lib_list() -> list[str]:
     """Rewrite the Lib file lists of SimilarCaseRetrieval/CMakeLists.txt from the files on disk."""
     path = MODULE_DIR / "CMakeLists.txt"
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     files = sorted(
         p.relative_to(MODULE_DIR).as_posix().replace("SimilarCaseRetrievalLib", "${MODULE_NAME}Lib", 1)
         for p in (MODULE_DIR / "SimilarCaseRetrievalLib").rglob("*")
@@ -85,7 +85,7 @@ def write_lib_list() -> list[str]:
         text = re.sub(
             rf"set\({variable}\b.*?\)", f"set({variable}{body}\n  )", text, count=1, flags=re.DOTALL
         )
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return files
 
 

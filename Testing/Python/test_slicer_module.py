@@ -61,7 +61,7 @@ def test_module_metadata_cites_data_and_method(scr):
 
 
 def test_every_ui_name_used_by_the_widget_exists_in_the_ui_file(scr):
-    used = set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text()))
+    used = set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text(encoding="utf-8")))
     assert {"searchButton", "resultsTable", "segmentSelector", "archiveFolder"} <= used
     missing = used - set(ui_widgets())
     assert not missing, f"widgets used in SimilarCaseRetrieval.py but absent from the .ui: {sorted(missing)}"
@@ -153,11 +153,11 @@ def test_requirements_exclude_torch_and_are_checked_by_installed_version(scr, tm
     names = [re.split(r"[<>=!~\[; ]", line)[0].lower() for line in lines]
     assert "torch" not in names and "chroma-hnswlib" in names
     fake = tmp_path / "requirements.txt"
-    fake.write_text("# comment\npytest>=1.0\npytest>=999\nno-such-package-scr-test\n")
+    fake.write_text("# comment\npytest>=1.0\npytest>=999\nno-such-package-scr-test\n", encoding="utf-8")
     assert scr.missingRequirements(fake) == ["pytest>=999", "no-such-package-scr-test"]
 
 
 def test_module_imports_no_qt_at_top_level():
-    source = MODULE_FILE.read_text()
+    source = MODULE_FILE.read_text(encoding="utf-8")
     top_level_imports = re.findall(r"^(?:import|from) (\w+)", source, flags=re.MULTILINE)
     assert not {"qt", "ctk", "torch", "SimpleITK"} & set(top_level_imports)

@@ -110,3 +110,26 @@ def test_trained_model_round_trips_and_bad_input_is_refused(tmp_path):
         train_model(
             tiny_data(12), tiny_config(), epochs=(0, 1, 0), resume=tmp_path / "missing", progress=False
         )
+
+
+def test_recipe_options_switch_the_supervised_contrastive_term_and_bad_ones_are_refused():
+    runs = {}
+    for name, options in {
+        "default": None,
+        "original": {"supcon_weight": 0.0, "instance_weight": 1.0},
+    }.items():
+        history: list[dict] = []
+        train_model(
+            tiny_data(),
+            tiny_config(),
+            epochs=(0, 1, 1),
+            batch_size=8,
+            progress=False,
+            on_epoch=history.append,
+            options=options,
+        )
+        runs[name] = history
+    assert all(h["loss_supcon"] > 0 for h in runs["default"])
+    assert all("loss_supcon" not in h for h in runs["original"])
+    with pytest.raises(CaseInputError, match="unknown training options"):
+        train_model(tiny_data(), tiny_config(), epochs=(0, 1, 0), progress=False, options={"bogus": 1})

@@ -112,3 +112,33 @@ def test_augment_keeps_shape_and_mask_range_and_is_seeded():
     assert float(a[:, -1].min()) >= 0.0 and float(a[:, -1].max()) <= 1.0 + 1e-5  # interpolation rounding
     one_slice = augment(torch.rand(2, 2, 1, 16, 16), torch.Generator().manual_seed(0))
     assert one_slice.shape == (2, 2, 1, 16, 16)
+
+
+def test_supervised_contrastive_rewards_clustering_by_diagnosis_and_shared_terms():
+    from SimilarCaseRetrievalLib.training.losses import supervised_contrastive
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
+    centres = unit(torch.randn(3, 16, generator=g))
+    clustered = unit(centres[labels] + 0.05 * torch.randn(8, 16, generator=g))
+    shuffled = clustered[torch.tensor([0, 3, 6, 1, 4, 7, 2, 5])]  # each label spread over the clusters
+    assert supervised_contrastive(clustered, labels) < supervised_contrastive(shuffled, labels) - 1.0
+    # unknown labels and rows without a positive are ignored; nothing to learn -> exactly 0
+    alone = torch.tensor([0, 1, -1, -1, 2, 3, 4, 5])
+    assert float(supervised_contrastive(clustered, alone)) == 0.0
+    assert supervised_contrastive(clustered, alone).shape == ()
+    # graded: within one diagnosis, pulling the pair that shares terms closer lowers the loss more
+    lab = torch.tensor([0, 0, 0, 1])
+    terms = torch.tensor([[1.0, 1, 0], [1, 1, 0], [0, 0, 1], [0, 0, 1]])
+    a, b, c, d = unit(torch.eye(4)[:, :4])
+    near_sharing = unit(torch.stack([a, a + 0.2 * b, a + 2 * c, d]))  # 0 and 1 share terms and are close
+    near_other = unit(torch.stack([a, a + 2 * b, a + 0.2 * c, d]))  # 0 is close to 2 (no shared term)
+    assert supervised_contrastive(near_sharing, lab, 0.1, terms) < supervised_contrastive(
+        near_other, lab, 0.1, terms
+    )
+    plain = [float(supervised_contrastive(z, lab, 0.1)) for z in (near_sharing, near_other)]
+    assert plain[0] == pytest.approx(plain[1], rel=1e-5)  # without terms the two layouts are equivalent
+    # gradients flow into the embeddings
+    z = clustered.clone().requires_grad_(True)
+    supervised_contrastive(z, labels).backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0

@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
             "n_queries_set": len(queries) if queries is not None else None,
             "methods": summaries,
         }
-        (out / "results.json").write_text(json.dumps(payload, indent=2))
+        (out / "results.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
         bar_chart(summaries, out / "metrics.png", title=f"{index.name}: {protocol}")
         for name, ex in examples.items():
             if ex is not None:

@@ -20,7 +20,7 @@ from ..errors import CaseInputError
 from .augment import augment
 from .checkpoint import optimizer_state, read_checkpoint, save_checkpoint
 from .data import TrainingData, as_training_data, split_validation, targets, vocabularies
-from .losses import InstanceClassifier, nt_xent, ranking_loss
+from .losses import InstanceClassifier, nt_xent, ranking_loss, supervised_contrastive
 from .metrics import map_at_k
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,28 @@ class TrainOptions:
     text_dropout: float = 0.1
     augment_strength: float = 1.0
     progress: bool = True
+    # diagnosis-aware recipe (stages 1-2): supervised contrastive term on the image embeddings and the
+    # case texts together (positives = same diagnosis, weighted by shared semantic terms when
+    # ``supcon_terms``); the instance loss is scaled by ``instance_weight``. supcon_weight 0 and
+    # instance_weight 1 give the original recipe.
+    supcon_weight: float = 1.0
+    supcon_temperature: float = 0.1
+    supcon_terms: bool = True
+    instance_weight: float = 0.5
+
+
+# TrainOptions fields that change the objective (set with train_model(options=...), kept in checkpoints)
+RECIPE_FIELDS = (
+    "margin",
+    "temperature",
+    "text_dropout",
+    "augment_strength",
+    "weight_decay",
+    "supcon_weight",
+    "supcon_temperature",
+    "supcon_terms",
+    "instance_weight",
+)
 
 
 def _set_determinism(seed: int) -> None:
@@ -124,13 +146,17 @@ def _train_model(
     resume: Path | str | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     sentence_cache: dict[str, np.ndarray] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> CaseEncoder:
     """Train a `CaseEncoder` on cases (a CaseStore, Cases + ``store``/``rois``, a TrainingData or an
     evaluation collection). Validation: ``val_cases`` (same kinds) or a grouped ``val_fraction`` split;
     mAP@10 (same label) is logged after each epoch and stored in ``encoder.config.metrics``.
-    Deterministic for a seed on CPU. Returns the trained encoder (not saved; call ``save``)."""
+    Deterministic for a seed on CPU. ``options``: recipe overrides (`RECIPE_FIELDS` of `TrainOptions`, e.g.
+    ``{"supcon_weight": 0, "instance_weight": 1}`` for the original recipe). Returns the trained encoder
+    (not saved; call ``save``)."""
     opts = TrainOptions(epochs=parse_epochs(epochs), batch_size=batch_size, lr=lr, seed=seed, device=device)
     opts.progress = progress
+    opts = _with_recipe(opts, options or {}, "options")
     _set_determinism(seed)
     data = as_training_data(cases_or_store, config, rois=rois, store=store, progress=progress)
     if val_cases is not None:
@@ -153,6 +179,8 @@ def _train_model(
             )
         start_epoch, history = int(state["epoch"]), list(state.get("history", []))
         opts.epochs = tuple(state["epochs"])  # type: ignore[assignment]
+        saved = state.get("options", {})
+        opts = _with_recipe(opts, {k: saved[k] for k in RECIPE_FIELDS if k in saved}, resume)
     else:
         labels, term_list = vocabularies(train, config)
         config = dataclasses.replace(
@@ -287,6 +315,13 @@ def train_model(*args, **kwargs) -> CaseEncoder:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
+def _with_recipe(opts: TrainOptions, overrides: dict[str, Any], where: Any) -> TrainOptions:
+    unknown = sorted(set(overrides) - set(RECIPE_FIELDS))
+    if unknown:
+        raise CaseInputError(where, f"unknown training options {unknown}", f"use {', '.join(RECIPE_FIELDS)}")
+    return dataclasses.replace(opts, **overrides)
+
+
 def _concat(a: TrainingData, b: TrainingData) -> TrainingData:
     return TrainingData(
         ids=a.ids + b.ids,
@@ -326,7 +361,7 @@ def _step(
     out = net.image(augment(batch, gen, s).to(dev))
     zi = F.normalize(out["embedding"], dim=1)
     inst = torch.as_tensor(idx, dtype=torch.long, device=dev)
-    losses = {"inst_img": F.cross_entropy(classifier(zi), inst)}
+    losses = {"inst_img": opts.instance_weight * F.cross_entropy(classifier(zi), inst)}
     ht = torch.from_numpy(has_text[idx.numpy()]).to(dev)
     # text view: the full text (report + notes) or, one time in three, the query-side text (notes)
     use_query = torch.rand(len(idx), generator=gen) < 1 / 3
@@ -337,8 +372,16 @@ def _step(
     sent = F.dropout(sent, p=opts.text_dropout, training=True)
     zt = F.normalize(net.text(sent), dim=1)
     if ht.any():
-        losses["inst_txt"] = F.cross_entropy(classifier(zt[ht]), inst[ht])
+        losses["inst_txt"] = opts.instance_weight * F.cross_entropy(classifier(zt[ht]), inst[ht])
     labels = torch.from_numpy(y_label[idx.numpy()]).to(dev)
+    if opts.supcon_weight > 0:
+        z_all, lab_all = torch.cat([zi, zt[ht]]), torch.cat([labels, labels[ht]])
+        t_all = None
+        if opts.supcon_terms and y_terms.shape[1]:
+            tb = torch.from_numpy(y_terms[idx.numpy()]).to(dev)
+            t_all = torch.cat([tb, tb[ht]])
+        sc = supervised_contrastive(z_all, lab_all, opts.supcon_temperature, t_all)
+        losses["supcon"] = opts.supcon_weight * sc
     if "label_logits" in out and (labels >= 0).any():
         losses["label"] = F.cross_entropy(out["label_logits"], labels, ignore_index=-1)
     hterm = torch.from_numpy(has_terms[idx.numpy()]).to(dev)

@@ -70,3 +70,34 @@ def ranking_loss(
     diff_label = (labels[:, None] != labels[None, :]) & known[:, None] & known[None, :]
     losses["i2i"] = hardest_negative_hinge(s_ii, same_label & other, diff_label, margin)
     return losses
+
+
+def supervised_contrastive(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.1,
+    terms: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020) on L2-normalised rows: every other row with the
+    same diagnosis is a positive, all other rows are the denominator. With ``terms`` (multi-hot, (B, T))
+    each positive is weighted by 1 + the Jaccard overlap of the two term sets (graded similarity: cases
+    sharing more semantic terms are pulled closer). Rows with an unknown label (< 0) or no positive are
+    skipped; returns 0 when no row has a positive."""
+    n = z.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
+    known = labels >= 0
+    positive = (labels[:, None] == labels[None, :]) & known[:, None] & known[None, :] & ~eye
+    valid = positive.any(dim=1)
+    if not valid.any():
+        return z.new_zeros(())
+    logits = (z @ z.t() / temperature).masked_fill(eye, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    weight = positive.to(z.dtype)
+    if terms is not None:
+        t = terms.to(z.dtype)
+        inter = t @ t.t()
+        union = t.sum(1)[:, None] + t.sum(1)[None, :] - inter
+        weight = weight * (1 + torch.where(union > 0, inter / union.clamp_min(1e-6), torch.zeros_like(inter)))
+    log_prob = log_prob.masked_fill(eye, 0.0)
+    per_row = -(weight * log_prob).sum(1) / weight.sum(1).clamp_min(1e-6)
+    return per_row[valid].mean()

@@ -44,7 +44,7 @@ def load_iu_xray(path) -> tuple[EvalCollection, EvalCollection]:
             raise CaseInputError(f, "file not found", "pass the iu-xray-reports folder")
     with table.open(newline="") as f:
         by_uid = {r["uid"]: r for r in csv.DictReader(f)}
-    sets = json.loads(split.read_text())
+    sets = json.loads(split.read_text(encoding="utf-8"))
 
     def rows(name):
         return [by_uid[str(e["id"])] for e in sets[name] if str(e["id"]) in by_uid]
