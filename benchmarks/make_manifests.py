@@ -16,18 +16,8 @@ import csv
 import sys
 from pathlib import Path
 
-MANIFEST_COLUMNS = [
-    "case_id",
-    "image",
-    "mask",
-    "segment",
-    "label",
-    "terms",
-    "text",
-    "notes",
-    "patient_id",
-    "study_date",
-]
+from SimilarCaseRetrievalLib.manifest import MANIFEST_COLUMNS
+
 MIN_VOXELS = 50
 # TotalSegmentator (v2) label values shared by the CT and MR class maps; the others are named label_<value>.
 TOTALSEG_NAMES = {

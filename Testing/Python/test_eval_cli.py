@@ -92,7 +92,7 @@ def _reports(folder):
                 }
             )
             split["test" if rep == 0 else "train"].append({"id": str(uid), "report": "", "image_path": []})
-    with (folder / "indiana_reports.csv").open("w", newline="") as f:
+    with (folder / "indiana_reports.csv").open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)

@@ -42,7 +42,7 @@ def load_iu_xray(path) -> tuple[EvalCollection, EvalCollection]:
     for f in (table, split):
         if not f.is_file():
             raise CaseInputError(f, "file not found", "pass the iu-xray-reports folder")
-    with table.open(newline="") as f:
+    with table.open(newline="", encoding="utf-8") as f:
         by_uid = {r["uid"]: r for r in csv.DictReader(f)}
     sets = json.loads(split.read_text(encoding="utf-8"))
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import CaseInputError
+from ...manifest import MANIFEST_COLUMNS
 from ..collection import EvalCollection
 from .common import signed_distance
 
@@ -142,22 +143,9 @@ def write_nifti_cases(collection: EvalCollection, out_dir, resolution: float = 1
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "manifest.csv"
-    with manifest.open("w", newline="") as f:
+    with manifest.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(
-            [
-                "case_id",
-                "image",
-                "mask",
-                "segment",
-                "label",
-                "terms",
-                "text",
-                "notes",
-                "patient_id",
-                "study_date",
-            ]
-        )
+        w.writerow(MANIFEST_COLUMNS)
         for i, cid in enumerate(collection.ids):
             for name, arr in (("image", collection.rois[i, 0]), ("mask", collection.rois[i, -1])):
                 img = sitk.GetImageFromArray(arr.astype(np.float32 if name == "image" else np.uint8))

@@ -21,7 +21,7 @@ def load_mmotu(path, grid: int = 64, limit: int | None = None, progress: bool = 
     table = root / "labels.csv"
     if not table.is_file():
         raise CaseInputError(table, "labels.csv not found", "pass the mmotu-otu2d-train folder")
-    with table.open(newline="") as f:
+    with table.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if limit:
         rows = rows[:limit]
