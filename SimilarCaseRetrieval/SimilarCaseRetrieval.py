@@ -670,7 +670,7 @@ class SimilarCaseRetrievalLogic(ScriptedLoadableModuleLogic):
             return self.loadedCases[caseId]
         store = engine.store
         loaded = self.session.runner.call(lambda: _loadCaseData(store, caseId))
-        self.loadedCases[caseId] = _addLoadedCase(mrml, caseId, *loaded)
+        self.loadedCases[caseId] = mrml.add_case_nodes(*loaded)
         return self.loadedCases[caseId]
 
     def queryAsLoadedCase(self, parameterNode):
@@ -776,34 +776,6 @@ def _loadCaseData(store, caseId):
     study = store.load_study(case)
     mask = store.load_mask(case, study) if case.mask else None
     return case, study, mask
-
-
-def _addLoadedCase(mrml, caseId, case, study, mask):
-    """Add already-read images to the scene (GUI thread)."""
-    volumes = {
-        seq: mrml.volume_node_from_image(image, f"{caseId} {seq}") for seq, image in study.sequences.items()
-    }
-    segmentation = segmentId = centre = None
-    extent = 0.0
-    if mask is not None:
-        segmentation, segmentId = mrml.segmentation_from_mask(
-            mask,
-            f"{caseId} segmentation",
-            segment_name=case.label or "mass",
-            reference_volume_node=volumes[study.reference],
-        )
-        centre = mrml.mask_centre_ras(mask)
-        extent = mrml.mask_extent_mm(mask)
-    return mrml.LoadedCase(
-        case_id=caseId,
-        volumes=volumes,
-        segmentation=segmentation,
-        segment_id=segmentId,
-        reference=study.reference,
-        centre_ras=centre,
-        extent_mm=extent,
-        info={"label": case.label, "terms": list(case.terms)},
-    )
 
 
 def _requirementLines(path: pathlib.Path) -> list[str]:

@@ -300,6 +300,14 @@ def load_case(store: CaseStore, case: Case | str, *, prefix: str = "", scene=Non
     if isinstance(case, str):
         case = store.get(case)
     study = store.load_study(case)
+    mask = store.load_mask(case, study) if case.mask else None
+    return add_case_nodes(case, study, mask, prefix=prefix, scene=scene)
+
+
+def add_case_nodes(
+    case: Case, study: Study, mask: sitk.Image | None, *, prefix: str = "", scene=None
+) -> LoadedCase:
+    """Add a case's already-read sequences and segment to the scene (GUI thread)."""
     name = f"{prefix}{case.case_id}"
     volumes = {
         seq: volume_node_from_image(image, f"{name} {seq}", scene=scene)
@@ -307,8 +315,7 @@ def load_case(store: CaseStore, case: Case | str, *, prefix: str = "", scene=Non
     }
     segmentation = segment_id = centre = None
     extent = 0.0
-    if case.mask:
-        mask = store.load_mask(case, study)
+    if mask is not None:
         segmentation, segment_id = segmentation_from_mask(
             mask,
             f"{name} segmentation",
