@@ -1,7 +1,8 @@
 """Index and search speed on this CPU; numbers for docs/benchmarks.md.
 
 1. Indexing throughput (cases/s) on a synthetic archive at the model's grid: end to end (read studies, ROI,
-   CNN, text encoder, commit), plus the per-case time of each stage.
+   CNN, text encoder, commit) with reader threads and with reader processes (same run, fresh archive copies),
+   re-indexing with a warm sentence cache (what a retrained model costs), plus the per-case time of each stage.
 2. hnswlib recall@10 vs exact search on real embeddings (the archive's, queried with fresh query cases), and on
    the 100k index.
 3. The archive padded to `--pad` cases with random stored embeddings (drawn from a Gaussian fitted to the
@@ -10,7 +11,12 @@
 4. QPS of hnswlib, faiss HNSW (same M / efConstruction / efSearch) and exact numpy on the same 100k vectors,
    one query at a time, same thread count; recall@10 of both ANN indexes; memory per case.
 
-    python benchmarks/bench_search.py [--model Resources/Model] [--cases 60] [--pad 100000] [--queries 30]
+    python benchmarks/bench_search.py [--model Resources/Model] [--cases 60] [--n 100000] [--queries 30]
+        [--sections index,recall,scale,qps] [--no-faiss]
+
+Each section builds only what it needs: `index` and `recall` need no padding; `scale` (engine open, latency,
+memory) and `qps` pad the store to `--n` cases (the engine builds its three graphs once); `--no-faiss` skips
+the faiss HNSW build.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pathlib import Path
 
 def rss_mb() -> float:
     """Resident memory of this process (MiB)."""
-    with open("/proc/self/statm") as f:
+    with open("/proc/self/statm", encoding="utf-8") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
@@ -115,6 +121,46 @@ def stage_times(store, encoder, n: int = 16) -> dict[str, float]:
     return {"read": t_read / n, "roi": t_roi / n, "cnn": t_cnn / n, "text": t_text / n}
 
 
+def index_throughput(archive: Path, encoder, work: Path, readers: int) -> None:
+    """Indexing cases/s and CPU ms/case on fresh copies of one archive: reader processes, reader threads
+    (the default), and a re-index with a warm sentence cache (a retrained model, same text model)."""
+    import resource
+    import shutil
+
+    from SimilarCaseRetrievalLib.indexer import index_archive
+    from SimilarCaseRetrievalLib.store import CaseStore
+
+    def cpu() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    runs = {
+        "reader processes, no cache": {"reader_processes": True, "text_cache": False},
+        "reader threads (default), cold cache": {},
+        "re-index, warm sentence cache": {"reembed": True},
+    }
+    copy = work / "archive_throughput"
+    for name, options in runs.items():
+        if not options.get("reembed"):
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(archive, copy)
+        store = CaseStore(copy)
+        load, c0 = os.getloadavg()[0], cpu()
+        report = index_archive(store, encoder, progress=False, threads=1, readers=readers, **options)
+        n = max(1, len(report.embedded))
+        cpu_case = (cpu() - c0) / n
+        print(
+            f"index ({name}): {len(report.embedded)} cases in {report.seconds:.1f} s = "
+            f"{report.cases_per_second:.1f} cases/s; CPU {cpu_case * 1000:.0f} ms/case (all threads and "
+            f"processes) -> at most {2 / cpu_case:.1f} cases/s on 2 dedicated cores; load {load:.1f}"
+        )
+        store.close()
+    stages = stage_times(CaseStore(archive), encoder)
+    per = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in stages.items())
+    image_only = 1.0 / (stages["read"] + stages["roi"] + stages["cnn"])
+    print(f"  per case, one at a time: {per}; image path alone (read + ROI + CNN) = {image_only:.1f} cases/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -122,7 +168,13 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--cases", type=int, default=60, help="synthetic cases to embed (60)")
     parser.add_argument("--size", default="default", help="synthetic grid ('default' or 'tiny')")
-    parser.add_argument("--pad", type=int, default=100_000, help="indexed cases for the latency/QPS runs")
+    parser.add_argument(
+        "--n", "--pad", dest="pad", type=int, default=100_000, help="indexed cases for the scale/QPS runs"
+    )
+    parser.add_argument(
+        "--sections", default="index,recall,scale,qps", help="comma-separated: index, recall, scale, qps"
+    )
+    parser.add_argument("--no-faiss", action="store_true", help="skip the faiss HNSW comparison in qps")
     parser.add_argument("--queries", type=int, default=30, help="end-to-end queries (30)")
     parser.add_argument("--qps-queries", type=int, default=300, help="vector queries for QPS / recall (300)")
     parser.add_argument("--threads", type=int, default=2, help="threads of the ANN indexes and index readers")
@@ -133,6 +185,7 @@ def main() -> None:
     parser.add_argument("--ef-search", type=int, default=None, help="hnsw ef at query time (IndexConfig's)")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args()
+    sections = {x.strip() for x in args.sections.split(",") if x.strip()}
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import numpy as np
@@ -166,20 +219,12 @@ def main() -> None:
     store = CaseStore(archive)
     encoder.encode_texts(["warm up"])  # load the text model outside the timing
     encoder.predict_rois(np.zeros((1, encoder.config.in_channels, *encoder.config.roi_shape), np.float32))
-    stages = stage_times(store, encoder)
-    cpu = time.process_time()
-    report = index_archive(store, encoder, progress=False, threads=1, readers=args.threads)
-    cpu_per_case = (time.process_time() - cpu) / max(1, len(report.embedded))
-    print(
-        f"index: {len(report.embedded)} cases in {report.seconds:.1f} s = {report.cases_per_second:.1f} cases/s"
-    )
-    print(
-        f"  CPU time {cpu_per_case * 1000:.0f} ms/case (all threads) -> at most "
-        f"{args.threads / cpu_per_case:.1f} cases/s on {args.threads} dedicated cores"
-    )
-    per = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in stages.items())
-    image_only = 1.0 / (stages["read"] + stages["roi"] + stages["cnn"])
-    print(f"  per case: {per}; image path alone (read + ROI + CNN) = {image_only:.1f} cases/s")
+    if "index" in sections:
+        index_throughput(archive, encoder, work, args.threads)
+    index_archive(store, encoder, progress=False, threads=1, readers=args.threads)  # (no-op when done)
+    if not sections & {"recall", "scale", "qps"}:
+        print(f"load average at end: {os.getloadavg()[0]:.1f}")
+        return
 
     # 2. recall on the real embeddings ----------------------------------------------------------------
     version = encoder.version
@@ -201,9 +246,15 @@ def main() -> None:
     for qi, qt in zip(q_img, q_txt, strict=True):
         truth.append([h.case_id for h in real_exact.search(qi, qt, text_weight=0.3, k=10)])
         found.append([h.case_id for h in real_ann.search(qi, qt, text_weight=0.3, k=10)])
-    print(
-        f"recall@10 hnswlib vs exact, {len(ids)} real embeddings, {len(found)} fresh queries: {recall_at(found, truth):.3f}"
-    )
+    if "recall" in sections:
+        print(
+            f"recall@10 hnswlib vs exact, {len(ids)} real embeddings, {len(found)} fresh queries: "
+            f"{recall_at(found, truth):.3f}"
+        )
+
+    if not sections & {"scale", "qps"}:
+        print(f"load average at end: {os.getloadavg()[0]:.1f}")
+        return
 
     # 3. pad to N cases with real-like random embeddings; end-to-end latency --------------------------
     n_pad = max(0, args.pad - len(ids))
@@ -229,35 +280,38 @@ def main() -> None:
     build_s = time.perf_counter() - t
     rss1 = rss_mb()
     n = len(engine.index)
-    t = time.perf_counter()
-    SearchEngine(archive, encoder=encoder, config=config)  # second open: loads the saved graphs
-    load_s = time.perf_counter() - t
-    print(f"engine open at {n} cases: {build_s:.1f} s (build 3 graphs), {load_s:.1f} s (load saved graphs)")
-    print(
-        f"memory per case: {engine.index.memory_bytes() / n:.0f} B (vectors + 3 graphs), "
-        f"process RSS growth {(rss1 - rss0) * 2**20 / n:.0f} B/case"
-    )
-    latencies, search_only = [], []
-    for i, (paths, mask_path, notes) in enumerate(queries):
+    if "scale" in sections:
         t = time.perf_counter()
-        study = read_study(paths)
-        mask = read_mask(mask_path, study.reference_image)
-        result = engine.search(study=study, mask=mask, text=notes, k=10, text_weight=0.3)
-        latencies.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        engine.search_vectors(result.image_vector, result.text_vector, k=10, text_weight=0.3)
-        search_only.append(time.perf_counter() - t)
-        assert len(result.hits) == 10, i
-    print(
-        f"end-to-end query at {n} cases (read + ROI + encode image and notes + search + hits): "
-        f"p50 {percentile(latencies, 50) * 1000:.0f} ms, p95 {percentile(latencies, 95) * 1000:.0f} ms; "
-        f"search part p50 {percentile(search_only, 50) * 1000:.1f} ms"
-    )
+        SearchEngine(archive, encoder=encoder, config=config)  # second open: loads the saved graphs
+        load_s = time.perf_counter() - t
+        print(
+            f"engine open at {n} cases: {build_s:.1f} s (build 3 graphs), {load_s:.1f} s (load saved graphs)"
+        )
+        print(
+            f"memory per case: {engine.index.memory_bytes() / n:.0f} B (vectors + 3 graphs), "
+            f"process RSS growth {(rss1 - rss0) * 2**20 / n:.0f} B/case"
+        )
+        latencies, search_only = [], []
+        for i, (paths, mask_path, notes) in enumerate(queries):
+            t = time.perf_counter()
+            study = read_study(paths)
+            mask = read_mask(mask_path, study.reference_image)
+            result = engine.search(study=study, mask=mask, text=notes, k=10, text_weight=0.3)
+            latencies.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            engine.search_vectors(result.image_vector, result.text_vector, k=10, text_weight=0.3)
+            search_only.append(time.perf_counter() - t)
+            assert len(result.hits) == 10, i
+        print(
+            f"end-to-end query at {n} cases (read + ROI + encode image and notes + search + hits): "
+            f"p50 {percentile(latencies, 50) * 1000:.0f} ms, p95 {percentile(latencies, 95) * 1000:.0f} ms; "
+            f"search part p50 {percentile(search_only, 50) * 1000:.1f} ms"
+        )
 
     # 4. QPS: hnswlib vs faiss HNSW vs exact numpy on the same fused vectors -------------------------
-    import faiss
-
-    faiss.omp_set_num_threads(args.threads)
+    if "qps" not in sections:
+        print(f"load average at end: {os.getloadavg()[0]:.1f}")
+        return
     vectors = np.ascontiguousarray(engine.index.fused[[engine.index.rows[i] for i in engine.index.ids()]])
     nq = args.qps_queries
     picks = rng.integers(0, len(q_img), nq)
@@ -288,12 +342,17 @@ def main() -> None:
         labels, _ = graph.knn_query(q[None], k=k)
         return [label_to_pos[int(x)] for x in labels[0]]
 
-    t = time.perf_counter()
-    fx = faiss.IndexHNSWFlat(2 * dim, cfg.m, faiss.METRIC_INNER_PRODUCT)
-    fx.hnsw.efConstruction = cfg.ef_construction
-    fx.add(vectors)
-    fx.hnsw.efSearch = cfg.ef_search
-    faiss_build = time.perf_counter() - t
+    faiss_build, fx = 0.0, None
+    if not args.no_faiss:
+        import faiss
+
+        faiss.omp_set_num_threads(args.threads)
+        t = time.perf_counter()
+        fx = faiss.IndexHNSWFlat(2 * dim, cfg.m, faiss.METRIC_INNER_PRODUCT)
+        fx.hnsw.efConstruction = cfg.ef_construction
+        fx.add(vectors)
+        fx.hnsw.efSearch = cfg.ef_search
+        faiss_build = time.perf_counter() - t
 
     def faiss_search(q):
         _, labels = fx.search(q[None], k)
@@ -301,7 +360,7 @@ def main() -> None:
 
     qps_exact, truth = run(exact)
     qps_hnsw, found_h = run(hnsw)
-    qps_faiss, found_f = run(faiss_search)
+    qps_faiss, found_f = run(faiss_search) if fx is not None else (0.0, truth)
     kth = [float(vectors[t[-1]] @ q) for t, q in zip(truth, qv, strict=True)]
     s_h = [[float(vectors[i] @ q) for i in f] for f, q in zip(found_h, qv, strict=True)]
     s_f = [[float(vectors[i] @ q) for i in f] for f, q in zip(found_f, qv, strict=True)]
@@ -319,10 +378,11 @@ def main() -> None:
     print(
         f"  hnswlib      {qps_hnsw:8.0f} QPS  recall@10 {recall_at(found_h, truth):.3f} (score recall {score_recall(s_h, kth):.3f})"
     )
-    print(
-        f"  faiss HNSW   {qps_faiss:8.0f} QPS  recall@10 {recall_at(found_f, truth):.3f} (score recall "
-        f"{score_recall(s_f, kth):.3f}), build {faiss_build:.1f} s"
-    )
+    if fx is not None:
+        print(
+            f"  faiss HNSW   {qps_faiss:8.0f} QPS  recall@10 {recall_at(found_f, truth):.3f} (score recall "
+            f"{score_recall(s_f, kth):.3f}), build {faiss_build:.1f} s"
+        )
     print(
         f"  engine (hnswlib over-fetch {cfg.overfetch}x + exact rescoring) {qps_engine:.0f} QPS  "
         f"recall@10 {recall_at(engine_found, truth):.3f}"

