@@ -72,7 +72,7 @@ def main() -> None:
         vals = np.array([r[key] for r in results])
         print(f"{key}: {vals.mean():.3f} ± {vals.std():.3f} over {len(vals)} folds")
     if args.json:
-        with open(args.json, "w") as f:
+        with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"args": vars(args), "folds": results}, f, indent=1)
 
 
