@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The exact commands behind the tables of docs/evaluation.md (CPU only; about 75 minutes on 2 shared cores).
+# The exact commands behind the tables of docs/evaluation.md (CPU only; about 100 minutes on 2 shared cores).
 #
 #   benchmarks/run_evaluation.sh [DATA_DIR] [WORK_DIR]
 #
@@ -16,6 +16,12 @@ export HF_HUB_OFFLINE=1
 python -c "from SimilarCaseRetrievalLib.synthetic import make_archive; make_archive('$W/synthetic', n_cases=300, seed=0, size='small', progress=False)"
 similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method handcrafted classifier ours \
   --mode image text fused --epochs 10 --feedback-rounds 2 --out "$W/synthetic-results" --work "$W/synthetic-models"
+# 'ours' with the diagnosis-aware recipe (default since docs/training.md's A/B) at 60 epochs, and the
+# classifier baseline at the same 60 epochs for a fair comparison (tables: the rows of these two runs).
+similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method ours --mode image text fused \
+  --epochs 60 --feedback-rounds 2 --out "$W/synthetic-ours" --work "$W/synthetic-models-60"
+similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method classifier --epochs 60 \
+  --out "$W/synthetic-classifier60"
 similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method random --out "$W/synthetic-random"
 
 # 2. AdrenalMNIST3D: index = train split (1188), queries = test split (298).
@@ -26,6 +32,13 @@ similar-cases evaluate --dataset adrenal --data "$DATA/adrenalmnist3d" --method 
 # 3. MMOTU ovarian ultrasound (2D, 1000 images), 5-fold CV (folds by image: no patient ids).
 similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method handcrafted classifier \
   ours --mode image --epochs 6 --feedback-rounds 2 --out "$W/mmotu"
+# 'ours' (diagnosis-aware recipe) and the classifier baseline at 30 epochs.
+similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method ours --mode image \
+  --epochs 30 --feedback-rounds 2 --out "$W/mmotu-ours"
+similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method classifier --epochs 30 \
+  --out "$W/mmotu-classifier30"
+similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method ours --mode image \
+  --epochs 60 --out "$W/mmotu-ours60"
 similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method random --out "$W/mmotu-random"
 
 # 4. LIDC-IDRI reader contours (shape only): 300 random patients, 25% of them held out as queries.

@@ -30,6 +30,8 @@ def _config_for(index: EvalCollection, opts: MethodOptions):
 
 
 _TRAINED: dict[tuple, object] = {}
+# frozen sentence embeddings per text model, shared by the folds of a run (each distinct text embedded once)
+_SENTENCES: dict[str, dict] = {}
 
 
 def encoder_for(index: EvalCollection, opts: MethodOptions):
@@ -44,8 +46,14 @@ def encoder_for(index: EvalCollection, opts: MethodOptions):
     key = (index.name, tuple(index.ids), opts.epochs, opts.seed)
     if key not in _TRAINED:
         log.info("training our encoder on %d index cases (%s epochs)", len(index), opts.epochs)
+        config = _config_for(index, opts)
         encoder = train_model(
-            index, _config_for(index, opts), epochs=opts.epochs, seed=opts.seed, progress=opts.progress
+            index,
+            config,
+            epochs=opts.epochs,
+            seed=opts.seed,
+            progress=opts.progress,
+            sentence_cache=_SENTENCES.setdefault(config.text_model, {}),
         )
         if opts.work_dir:
             from pathlib import Path

@@ -7,6 +7,19 @@ from pathlib import Path
 from .. import encoders
 
 
+def _recipe_line(recipe: dict | None) -> str:
+    if not recipe:
+        return "Recipe: not recorded (trained before the diagnosis-aware term existed: the original recipe)."
+    if recipe.get("supcon_weight", 0) > 0:
+        graded = ", positives graded by shared terms" if recipe.get("supcon_terms") else ""
+        return (
+            f"Recipe: diagnosis-aware (supervised contrastive term on image + text embeddings, weight "
+            f"{recipe['supcon_weight']}, tau {recipe.get('supcon_temperature')}{graded}; instance loss weight "
+            f"{recipe.get('instance_weight')})."
+        )
+    return f"Recipe: original (no supervised contrastive term; instance loss weight {recipe.get('instance_weight')})."
+
+
 def model_card(encoder: encoders.CaseEncoder) -> str:
     c = encoder.config
     m = c.metrics
@@ -24,6 +37,7 @@ Heads: {len(c.terms)} semantic terms (sigmoid), {len(c.labels)} diagnoses (softm
 Training: stage 0 self-supervised (NT-Xent on augmented ROI views), stage 1 instance loss with a classifier
 shared by both branches + term/label heads, stage 2 + bidirectional hinge ranking loss with hardest negatives
 (image->text, text->image, image->image for cases sharing a diagnosis). Text model frozen (cached embeddings).
+{_recipe_line(m.get("recipe"))}
 
 ## Data
 {m.get("data", "?")}: {m.get("n_train", "?")} training and {m.get("n_val", "?")} validation cases

@@ -64,7 +64,7 @@ class TrainOptions:
     supcon_weight: float = 1.0
     supcon_temperature: float = 0.1
     supcon_terms: bool = True
-    instance_weight: float = 0.5
+    instance_weight: float = 0.1
 
 
 # TrainOptions fields that change the objective (set with train_model(options=...), kept in checkpoints)
@@ -297,6 +297,7 @@ def _train_model(
         "history": history,
         "n_train": len(train),
         "n_val": 0 if val is None else len(val),
+        "recipe": {k: getattr(opts, k) for k in RECIPE_FIELDS},
     }
     if history and val is not None:
         encoder.config.metrics["final"] = {k: v for k, v in history[-1].items() if k.startswith("map@")}
