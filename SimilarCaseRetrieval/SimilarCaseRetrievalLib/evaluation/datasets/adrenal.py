@@ -36,5 +36,5 @@ def load_adrenal(path) -> tuple[EvalCollection, EvalCollection]:
         p = p / "adrenalmnist3d.npz"
     if not p.is_file():
         raise CaseInputError(p, "AdrenalMNIST3D npz not found", "pass adrenalmnist3d.npz or its folder")
-    with np.load(p) as data:
+    with np.load(p, allow_pickle=False) as data:
         return _split(data, "train"), _split(data, "test")
