@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def tiny_model_config():
+def tiny_model_config(name: str = "scr-selftest"):
     """A small random-init model over the synthetic archive's sequences, terms and labels."""
     from . import terms
     from .encoders import ModelConfig
@@ -13,7 +13,7 @@ def tiny_model_config():
     from .synthetic import LABELS, SEQUENCES
 
     return ModelConfig(
-        name="scr-selftest",
+        name=name,
         sequences=list(SEQUENCES),
         roi=RoiConfig(grid=(16, 16, 4)),
         embed_dim=32,

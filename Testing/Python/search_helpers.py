@@ -79,21 +79,9 @@ def copy_archive(source: Path, dest: Path, *, no_text: tuple[str, ...] = ()) -> 
 
 def tiny_model(model_dir: Path, *, seed: int = 0, name: str = "tiny"):
     """A random-init CaseEncoder on a tiny grid, saved to `model_dir`; returns the loaded encoder."""
-    from SimilarCaseRetrievalLib import terms
-    from SimilarCaseRetrievalLib.encoders import CaseEncoder, ModelConfig
-    from SimilarCaseRetrievalLib.roi import RoiConfig
-    from SimilarCaseRetrievalLib.synthetic.lesions import LABELS as SYNTHETIC_LABELS
+    from SimilarCaseRetrievalLib.encoders import CaseEncoder
+    from SimilarCaseRetrievalLib.slicer_selftest import tiny_model_config
 
-    config = ModelConfig(
-        name=name,
-        sequences=list(SEQUENCES),
-        roi=RoiConfig(grid=(16, 16, 4)),
-        embed_dim=32,
-        terms=terms.vocabulary(),
-        labels=list(SYNTHETIC_LABELS),
-        widths=(8, 16),
-        groups=4,
-        text_hidden=32,
-    )
+    config = tiny_model_config(name)
     CaseEncoder.create(config, seed=seed).save(model_dir)
     return CaseEncoder.load(model_dir)
