@@ -211,12 +211,18 @@ def _train_model(
     else:
         sent_full = sent_query = np.zeros((len(train), config.text_dim), np.float32)
     y_label, y_terms = targets(train, config.labels, config.terms)
-    has_terms = y_terms.sum(axis=1) > 0
-    has_text = train.has_text
+    arrays = _TrainArrays(
+        rois=torch.from_numpy(train.rois),
+        sent_full=sent_full,
+        sent_query=sent_query,
+        has_text=train.has_text,
+        y_label=y_label,
+        y_terms=y_terms,
+        has_terms=y_terms.sum(axis=1) > 0,
+    )
 
     total = sum(opts.epochs)
     bounds = np.cumsum(opts.epochs)
-    rois_t = torch.from_numpy(train.rois)
     for epoch in range(start_epoch, total):
         stage = int(np.searchsorted(bounds, epoch, side="right"))
         stage_start = int(bounds[stage - 1]) if stage else 0
@@ -240,22 +246,7 @@ def _train_model(
             batches, desc=f"stage {stage} epoch {epoch + 1}/{total}", disable=not progress, leave=False
         )
         for idx in bar:
-            losses = _step(
-                stage,
-                idx,
-                rois_t,
-                gen,
-                net,
-                classifier,
-                opts,
-                dev,
-                sent_full,
-                sent_query,
-                has_text,
-                y_label,
-                y_terms,
-                has_terms,
-            )
+            losses = _step(stage, idx, gen, arrays, net, classifier, opts, dev)
             loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -335,24 +326,23 @@ def _concat(a: TrainingData, b: TrainingData) -> TrainingData:
     )
 
 
-def _step(
-    stage,
-    idx,
-    rois_t,
-    gen,
-    net,
-    classifier,
-    opts,
-    dev,
-    sent_full,
-    sent_query,
-    has_text,
-    y_label,
-    y_terms,
-    has_terms,
-) -> dict[str, torch.Tensor]:
+@dataclass
+class _TrainArrays:
+    """Per-case training inputs, fixed for a whole run (rows = training cases)."""
+
+    rois: torch.Tensor
+    sent_full: np.ndarray
+    sent_query: np.ndarray
+    has_text: np.ndarray
+    y_label: np.ndarray
+    y_terms: np.ndarray
+    has_terms: np.ndarray
+
+
+def _step(stage, idx, gen, arrays: _TrainArrays, net, classifier, opts, dev) -> dict[str, torch.Tensor]:
     """Losses of one batch for the given stage."""
-    batch = rois_t[idx]
+    batch = arrays.rois[idx]
+    rows = idx.numpy()
     s = opts.augment_strength
     if stage == 0:
         v1, v2 = augment(batch, gen, s).to(dev), augment(batch, gen, s).to(dev)
@@ -363,31 +353,31 @@ def _step(
     zi = F.normalize(out["embedding"], dim=1)
     inst = torch.as_tensor(idx, dtype=torch.long, device=dev)
     losses = {"inst_img": opts.instance_weight * F.cross_entropy(classifier(zi), inst)}
-    ht = torch.from_numpy(has_text[idx.numpy()]).to(dev)
+    ht = torch.from_numpy(arrays.has_text[rows]).to(dev)
     # text view: the full text (report + notes) or, one time in three, the query-side text (notes)
     use_query = torch.rand(len(idx), generator=gen) < 1 / 3
-    sq = torch.from_numpy(sent_query[idx.numpy()])
-    sf = torch.from_numpy(sent_full[idx.numpy()])
+    sq = torch.from_numpy(arrays.sent_query[rows])
+    sf = torch.from_numpy(arrays.sent_full[rows])
     query_ok = sq.abs().sum(dim=1) > 0
     sent = torch.where((use_query & query_ok)[:, None], sq, sf).to(dev)
     sent = F.dropout(sent, p=opts.text_dropout, training=True)
     zt = F.normalize(net.text(sent), dim=1)
     if ht.any():
         losses["inst_txt"] = opts.instance_weight * F.cross_entropy(classifier(zt[ht]), inst[ht])
-    labels = torch.from_numpy(y_label[idx.numpy()]).to(dev)
+    labels = torch.from_numpy(arrays.y_label[rows]).to(dev)
     if opts.supcon_weight > 0:
         z_all, lab_all = torch.cat([zi, zt[ht]]), torch.cat([labels, labels[ht]])
         t_all = None
-        if opts.supcon_terms and y_terms.shape[1]:
-            tb = torch.from_numpy(y_terms[idx.numpy()]).to(dev)
+        if opts.supcon_terms and arrays.y_terms.shape[1]:
+            tb = torch.from_numpy(arrays.y_terms[rows]).to(dev)
             t_all = torch.cat([tb, tb[ht]])
         sc = supervised_contrastive(z_all, lab_all, opts.supcon_temperature, t_all)
         losses["supcon"] = opts.supcon_weight * sc
     if "label_logits" in out and (labels >= 0).any():
         losses["label"] = F.cross_entropy(out["label_logits"], labels, ignore_index=-1)
-    hterm = torch.from_numpy(has_terms[idx.numpy()]).to(dev)
+    hterm = torch.from_numpy(arrays.has_terms[rows]).to(dev)
     if "term_logits" in out and hterm.any():
-        tgt = torch.from_numpy(y_terms[idx.numpy()]).to(dev)
+        tgt = torch.from_numpy(arrays.y_terms[rows]).to(dev)
         losses["terms"] = F.binary_cross_entropy_with_logits(out["term_logits"][hterm], tgt[hterm])
     if stage >= 2:
         for k, v in ranking_loss(zi, zt, ht, labels, inst, opts.margin).items():
