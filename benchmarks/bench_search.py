@@ -2,7 +2,9 @@
 
 1. Indexing throughput (cases/s) on a synthetic archive at the model's grid: end to end (read studies, ROI,
    CNN, text encoder, commit) with reader threads and with reader processes (same run, fresh archive copies),
-   re-indexing with a warm sentence cache (what a retrained model costs), plus the per-case time of each stage.
+   re-indexing with a warm sentence cache (what a retrained model costs), plus the per-case time of each stage;
+   with `--baseline-model DIR` the same first indexing with that model too, and the ratio (e.g. an fp32-text
+   model against the int8 shipped one).
 2. hnswlib recall@10 vs exact search on real embeddings (the archive's, queried with fresh query cases), and on
    the 100k index.
 3. The archive padded to `--pad` cases with random stored embeddings (drawn from a Gaussian fitted to the
@@ -12,7 +14,7 @@
    one query at a time, same thread count; recall@10 of both ANN indexes; memory per case.
 
     python benchmarks/bench_search.py [--model Resources/Model] [--cases 60] [--n 100000] [--queries 30]
-        [--sections index,recall,scale,qps] [--no-faiss]
+        [--sections index,recall,scale,qps] [--no-faiss] [--baseline-model DIR]
 
 Each section builds only what it needs: `index` and `recall` need no padding; `scale` (engine open, latency,
 memory) and `qps` pad the store to `--n` cases (the engine builds its three graphs once); `--no-faiss` skips
@@ -121,9 +123,10 @@ def stage_times(store, encoder, n: int = 16) -> dict[str, float]:
     return {"read": t_read / n, "roi": t_roi / n, "cnn": t_cnn / n, "text": t_text / n}
 
 
-def index_throughput(archive: Path, encoder, work: Path, readers: int) -> None:
+def index_throughput(archive: Path, encoder, work: Path, readers: int, baseline=None) -> None:
     """Indexing cases/s and CPU ms/case on fresh copies of one archive: reader processes, reader threads
-    (the default), and a re-index with a warm sentence cache (a retrained model, same text model)."""
+    (the default), the `baseline` encoder with reader threads, and a re-index with a warm sentence cache (a
+    retrained model, same text model)."""
     import resource
     import shutil
 
@@ -134,19 +137,23 @@ def index_throughput(archive: Path, encoder, work: Path, readers: int) -> None:
         own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
-    runs = {
-        "reader processes, no cache": {"reader_processes": True, "text_cache": False},
-        "reader threads (default), cold cache": {},
-        "re-index, warm sentence cache": {"reembed": True},
-    }
+    runs = {}
+    if baseline is not None:  # first: the re-index below must follow our own first indexing
+        runs[f"baseline {baseline.version}, reader threads, cold cache"] = {"encoder": baseline}
+    runs["reader processes, no cache"] = {"reader_processes": True, "text_cache": False}
+    runs["reader threads (default), cold cache"] = {}
+    runs["re-index, warm sentence cache"] = {"reembed": True}
     copy = work / "archive_throughput"
+    speed = {}
     for name, options in runs.items():
         if not options.get("reembed"):
             shutil.rmtree(copy, ignore_errors=True)
             shutil.copytree(archive, copy)
         store = CaseStore(copy)
         load, c0 = os.getloadavg()[0], cpu()
-        report = index_archive(store, encoder, progress=False, threads=1, readers=readers, **options)
+        model = options.pop("encoder", encoder)
+        report = index_archive(store, model, progress=False, threads=1, readers=readers, **options)
+        speed[name] = report.cases_per_second
         n = max(1, len(report.embedded))
         cpu_case = (cpu() - c0) / n
         print(
@@ -155,6 +162,10 @@ def index_throughput(archive: Path, encoder, work: Path, readers: int) -> None:
             f"processes) -> at most {2 / cpu_case:.1f} cases/s on 2 dedicated cores; load {load:.1f}"
         )
         store.close()
+    if baseline is not None:
+        base = next(v for n, v in speed.items() if n.startswith("baseline"))
+        ratio = speed["reader threads (default), cold cache"] / max(base, 1e-9)
+        print(f"  first indexing, {encoder.version} / baseline: {ratio:.2f}x")
     stages = stage_times(CaseStore(archive), encoder)
     per = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in stages.items())
     image_only = 1.0 / (stages["read"] + stages["roi"] + stages["cnn"])
@@ -166,6 +177,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    parser.add_argument("--baseline-model", help="index section: also index with this model, print the ratio")
     parser.add_argument("--cases", type=int, default=60, help="synthetic cases to embed (60)")
     parser.add_argument("--size", default="default", help="synthetic grid ('default' or 'tiny')")
     parser.add_argument(
@@ -220,7 +232,13 @@ def main() -> None:
     encoder.encode_texts(["warm up"])  # load the text model outside the timing
     encoder.predict_rois(np.zeros((1, encoder.config.in_channels, *encoder.config.roi_shape), np.float32))
     if "index" in sections:
-        index_throughput(archive, encoder, work, args.threads)
+        baseline = None
+        if args.baseline_model:
+            from SimilarCaseRetrievalLib.encoders import CaseEncoder
+
+            baseline = CaseEncoder.load(args.baseline_model)
+            baseline.encode_texts(["warm up"])
+        index_throughput(archive, encoder, work, args.threads, baseline)
     index_archive(store, encoder, progress=False, threads=1, readers=args.threads)  # (no-op when done)
     if not sections & {"recall", "scale", "qps"}:
         print(f"load average at end: {os.getloadavg()[0]:.1f}")

@@ -59,7 +59,7 @@ def main() -> None:
         for length in (int(x) for x in args.lengths.split(",")):
             model.max_seq_length = length
             t = time.process_time()
-            raw = embed_sentences(model, texts, batch_size=8)
+            raw = embed_sentences(model, texts)
             cpu = (time.process_time() - t) / len(texts)
             text = encoder.project_texts(raw)
             reference = text if reference is None else reference

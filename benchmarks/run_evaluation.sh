@@ -15,11 +15,15 @@ export HF_HUB_OFFLINE=1
 # 1. Synthetic ovarian-MRI archive (300 cases, 'small' grid): image, text (query = notes only), fused.
 python -c "from SimilarCaseRetrievalLib.synthetic import make_archive; make_archive('$W/synthetic', n_cases=300, seed=0, size='small', progress=False)"
 similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method handcrafted classifier ours \
-  --mode image text fused --epochs 10 --feedback-rounds 2 --out "$W/synthetic-results" --work "$W/synthetic-models"
+  --mode image text fused --epochs 10 --feedback-rounds 2 --text-quantization none --out "$W/synthetic-results" \
+  --work "$W/synthetic-models"
 # 'ours' with the diagnosis-aware recipe (default since docs/training.md's A/B) at 60 epochs, and the
 # classifier baseline at the same 60 epochs for a fair comparison (tables: the rows of these two runs).
+# (fp32 text model: --text-quantization none; the int8 default is the run after it)
 similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method ours --mode image text fused \
-  --epochs 60 --feedback-rounds 2 --out "$W/synthetic-ours" --work "$W/synthetic-models-60"
+  --epochs 60 --feedback-rounds 2 --text-quantization none --out "$W/synthetic-ours" --work "$W/synthetic-models-60"
+similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method ours --mode image text fused \
+  --epochs 60 --feedback-rounds 2 --out "$W/synthetic-ours-int8" --work "$W/synthetic-models-60-int8"
 similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method classifier --epochs 60 \
   --out "$W/synthetic-classifier60"
 similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method random --out "$W/synthetic-random"
@@ -55,3 +59,9 @@ similar-cases evaluate --dataset iu-xray --data "$DATA/iu-xray-reports" --method
 MODEL=$(ls -dtr "$W"/synthetic-models/model-* | head -1)
 similar-cases evaluate --dataset iu-xray --data "$DATA/iu-xray-reports" --method ours --mode text --model "$MODEL" \
   --feedback-rounds 2 --out "$W/iu-xray-ours"
+# the text branch of the first 60-epoch fold model, fp32 and int8
+for RUN in synthetic-models-60:fp32-60 synthetic-models-60-int8:int8; do
+  MODEL=$(ls -dtr "$W/${RUN%%:*}"/model-* | head -1)
+  similar-cases evaluate --dataset iu-xray --data "$DATA/iu-xray-reports" --method ours --mode text --model "$MODEL" \
+    --feedback-rounds 2 --out "$W/iu-xray-ours-${RUN##*:}"
+done

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INDEX_DIRNAME = "index"
-TEXT_BATCH = 8  # reports are long (~250 tokens): small batches are faster on CPU (bench_search.py)
 
 
 @dataclass
@@ -102,7 +101,6 @@ def embed_texts(
     encoder: CaseEncoder,
     texts: Sequence[str],
     *,
-    batch_size: int = TEXT_BATCH,
     cache: SentenceCache | None = None,
 ) -> np.ndarray:
     """(N, D) text embeddings with NaN rows where there is no text; raw sentence embeddings come from `cache`
@@ -120,7 +118,7 @@ def embed_texts(
             else:
                 raw, missing = None, list(range(len(chosen)))
             if missing:
-                fresh = embed_sentences(model, [chosen[i] for i in missing], batch_size=batch_size)
+                fresh = embed_sentences(model, [chosen[i] for i in missing])
                 if raw is None:
                     raw = fresh
                 else:
@@ -289,7 +287,8 @@ def _open_cache(store: CaseStore, encoder: CaseEncoder) -> SentenceCache | None:
     from .encoders.text import CACHE_NAME, SentenceCache, cache_key
 
     try:
-        key = cache_key(encoder.sentence_model, encoder.config.text_model)
+        config = encoder.config
+        key = cache_key(encoder.sentence_model, config.text_model, config.text_quantization)
     except (AttributeError, ImportError, ValueError):  # no sentence model: nothing to cache
         return None
     return SentenceCache(index_dir(store) / CACHE_NAME, key)

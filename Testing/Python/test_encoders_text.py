@@ -78,3 +78,42 @@ def test_training_aligns_reports_with_their_images(sentence_model):
         return float(np.mean(s[same]) - np.mean(s[~same]))
 
     assert matched_margin(encoder) > matched_margin(before) + 0.03
+
+
+REPORTS = [
+    "Left adnexal unilocular cyst with thin smooth wall, no solid tissue. Likely benign.",
+    "Multilocular cystic mass with enhancing solid papillary projections and ascites.",
+    "Fat-containing lesion with signal drop on fat-saturated T1: mature teratoma.",
+]
+
+
+def test_int8_text_model_is_quantised_close_to_fp32_and_independent_of_batching(sentence_model):
+    from SimilarCaseRetrievalLib.encoders.text import embed_sentences
+
+    int8 = load_sentence_model("default", quantization="int8")
+    assert int8 is not sentence_model and load_sentence_model("default", quantization="int8") is int8
+    kinds = {type(m).__module__ for m in int8.modules()}
+    assert any("quantized" in k for k in kinds)  # its Linear layers were swapped
+    assert not any("quantized" in type(m).__module__ for m in sentence_model.modules())  # fp32 one untouched
+
+    fp32_vecs, int8_vecs = embed_sentences(sentence_model, REPORTS), embed_sentences(int8, REPORTS)
+    cosine = (
+        (fp32_vecs * int8_vecs).sum(1) / np.linalg.norm(fp32_vecs, axis=1) / np.linalg.norm(int8_vecs, axis=1)
+    )
+    assert np.all(cosine > 0.75) and not np.allclose(fp32_vecs, int8_vecs, atol=1e-3)
+    # a text embeds the same alone or beside others (no batch-wide activation scale)
+    np.testing.assert_array_equal(embed_sentences(int8, REPORTS[1:2])[0], int8_vecs[1])
+
+
+def test_text_quantization_is_part_of_the_config_and_the_cache_key(sentence_model):
+    from SimilarCaseRetrievalLib.encoders.text import cache_key
+
+    assert ModelConfig().text_quantization == "int8"  # new models
+    old = ModelConfig().to_dict()
+    del old["text_quantization"]  # a config.json written before the option: fp32
+    assert ModelConfig.from_dict(old).text_quantization == "none"
+    encoder = CaseEncoder.create(tiny_config(text_quantization="int8"))
+    assert encoder.sentence_model is load_sentence_model("default", quantization="int8")
+    assert cache_key(sentence_model, "default", "int8") != cache_key(sentence_model, "default", "none")
+    with pytest.raises(CaseInputError, match="quantization"):
+        CaseEncoder.create(tiny_config(text_quantization="fp16")).encode_texts(["a report"])

@@ -186,6 +186,8 @@ def test_evaluate_ours_trains_per_split_and_reports(tmp_path):
             "image",
             "--epochs",
             "1",
+            "--text-quantization",
+            "none",
             "--bootstrap",
             "20",
             "--out",
@@ -201,6 +203,7 @@ def test_evaluate_ours_trains_per_split_and_reports(tmp_path):
     # The model trained on the index split is saved (safetensors + JSON config) in --work.
     saved = list((tmp_path / "models").glob("*/config.json"))
     assert len(saved) == 1
+    assert json.loads(saved[0].read_text(encoding="utf-8"))["text_quantization"] == "none"  # fp32 as asked
     # Text mode on a data set without texts is a one-line input error, not a traceback.
     assert (
         main(

@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--text-weight", type=float, default=0.3, help="text share of the fused score (0.3)")
     parser.add_argument("--epochs", type=int, default=15, help="training epochs for trained methods (15)")
+    parser.add_argument(
+        "--text-quantization",
+        choices=("int8", "none"),
+        default="int8",
+        help="text model of the encoders trained per fold: int8 (default) or none (fp32)",
+    )
     parser.add_argument("--grid", help="ROI grid X,Y,Z for manifest/archive cases (default the model's)")
     parser.add_argument(
         "--query-text",
@@ -134,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             model_dir=args.model,
             text_weight=args.text_weight,
             epochs=args.epochs,
+            text_quantization=args.text_quantization,
             seed=args.seed,
             work_dir=args.work,
         )

@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--text-model", default="default", help="sentence-transformers name or folder ('default': MiniLM-L6)"
     )
+    parser.add_argument(
+        "--text-quantization",
+        choices=("int8", "none"),
+        default="int8",
+        help="int8: quantised text model (3x faster text, 2.3x faster first indexing); none: fp32",
+    )
     parser.add_argument("--embed-dim", type=int, default=256)
     parser.add_argument("--widths", default="16,32,64,96", help="CNN channel widths per stage")
     parser.add_argument(
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         roi=roi,
         embed_dim=args.embed_dim,
         text_model=args.text_model,
+        text_quantization=args.text_quantization,
         widths=_ints(args.widths, "--widths"),
         name=args.name,
         training_command=_command_line(args),

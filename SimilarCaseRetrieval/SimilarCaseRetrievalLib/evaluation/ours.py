@@ -26,12 +26,17 @@ def _config_for(index: EvalCollection, opts: MethodOptions):
         )
     c, z, y, x = index.rois.shape[1:]
     sequences = list(index.meta.get("sequences") or [f"image{i}" if c > 2 else "image" for i in range(c - 1)])
-    return ModelConfig(sequences=sequences, roi=RoiConfig(grid=(x, y, z)), name=f"eval-{index.name}")
+    return ModelConfig(
+        sequences=sequences,
+        roi=RoiConfig(grid=(x, y, z)),
+        text_quantization=opts.text_quantization,
+        name=f"eval-{index.name}",
+    )
 
 
 _TRAINED: dict[tuple, object] = {}
 # frozen sentence embeddings per text model, shared by the folds of a run (each distinct text embedded once)
-_SENTENCES: dict[str, dict] = {}
+_SENTENCES: dict[tuple[str, str], dict] = {}
 
 
 def encoder_for(index: EvalCollection, opts: MethodOptions):
@@ -43,7 +48,7 @@ def encoder_for(index: EvalCollection, opts: MethodOptions):
         return CaseEncoder.load(opts.model_dir)
     from ..training import train_model
 
-    key = (index.name, tuple(index.ids), opts.epochs, opts.seed)
+    key = (index.name, tuple(index.ids), opts.epochs, opts.seed, opts.text_quantization)
     if key not in _TRAINED:
         log.info("training our encoder on %d index cases (%s epochs)", len(index), opts.epochs)
         config = _config_for(index, opts)
@@ -53,7 +58,7 @@ def encoder_for(index: EvalCollection, opts: MethodOptions):
             epochs=opts.epochs,
             seed=opts.seed,
             progress=opts.progress,
-            sentence_cache=_SENTENCES.setdefault(config.text_model, {}),
+            sentence_cache=_SENTENCES.setdefault((config.text_model, config.text_quantization), {}),
         )
         if opts.work_dir:
             from pathlib import Path

@@ -20,6 +20,12 @@ def _recipe_line(recipe: dict | None) -> str:
     return f"Recipe: original (no supervised contrastive term; instance loss weight {recipe.get('instance_weight')})."
 
 
+def _quantization(config) -> str:
+    if config.text_quantization == "int8":
+        return "int8 dynamic quantisation of its Linear layers"
+    return "fp32"
+
+
 def model_card(encoder: encoders.CaseEncoder) -> str:
     c = encoder.config
     m = c.metrics
@@ -32,7 +38,8 @@ def model_card(encoder: encoders.CaseEncoder) -> str:
 ## What it is
 Image CNN (strided 3D, GroupNorm; {n_params:,} parameters, widths {list(c.widths)}) over the ROI tensor
 (sequences {c.sequences} + mask, grid X,Y,Z = {list(c.roi.grid)}) and a trained projection of the frozen
-sentence-transformers model `{c.text_model}` ({c.text_dim}-d) into one {c.embed_dim}-d L2-normalised space.
+sentence-transformers model `{c.text_model}` ({c.text_dim}-d, {_quantization(c)}) into one {c.embed_dim}-d
+L2-normalised space.
 Heads: {len(c.terms)} semantic terms (sigmoid), {len(c.labels)} diagnoses (softmax): {", ".join(c.labels)}.
 Training: stage 0 self-supervised (NT-Xent on augmented ROI views), stage 1 instance loss with a classifier
 shared by both branches + term/label heads, stage 2 + bidirectional hinge ranking loss with hardest negatives
