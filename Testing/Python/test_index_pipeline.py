@@ -114,3 +114,22 @@ def test_cli_rebuild_keeps_the_sentence_cache_and_readers_option_works(tmp_path,
     assert main([*base, "--rebuild", "--no-text-cache"]) == 0
     assert cache.is_file() and cache.stat().st_size == size  # the cache survived --rebuild untouched
     assert sorted(p.name for p in index_dir(store).glob("*.hnsw")) == graphs
+
+
+def test_an_unloadable_text_model_stops_indexing_before_anything_is_stored(tmp_path, tiny_archive):
+    from SimilarCaseRetrievalLib.encoders import CaseEncoder
+    from SimilarCaseRetrievalLib.errors import CaseInputError
+    from SimilarCaseRetrievalLib.slicer_selftest import tiny_model_config
+
+    config = tiny_model_config("no-text")
+    config.text_model = str(tmp_path / "missing-text-model")  # e.g. a site model folder that was moved
+    encoder = CaseEncoder.create(config)
+    store = copy_archive(tiny_archive, tmp_path / "archive")
+    with pytest.raises(CaseInputError, match="cannot load text model"):
+        index_archive(store, encoder, progress=False, chunk_size=4)
+    assert store.get_embeddings(encoder.version, "fused")[0] == []  # no chunk half-committed
+    # the same archive indexes once the model is fixed, and the report says what loading the text model cost
+    encoder = CaseEncoder.create(tiny_model_config("text-ok"))
+    report = index_archive(store, encoder, progress=False, chunk_size=4)
+    assert len(report.embedded) == len(store) and 0.0 <= report.text_model_seconds <= report.seconds
+    assert report.speed().startswith(f"{len(store)} case(s) in ")

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     store = CaseStore(archive, create=False)
     report = index_archive(store, encoder)
     if report.embedded:
-        print(f"      embedded {len(report.embedded)} case(s) at {report.cases_per_second:.1f} cases/s")
+        print(f"      embedded {report.speed()}")
     store.close()
 
     print(f"[3/4] query: a new {args.label} case (seed {args.seed})")

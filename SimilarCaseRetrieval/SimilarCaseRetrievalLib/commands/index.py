@@ -67,10 +67,7 @@ def run(args: argparse.Namespace) -> int:
         text_cache=not args.no_text_cache,
     )
     mode = "exact" if report.indexed < config.exact_threshold else "hnswlib"
-    print(
-        f"embedded {len(report.embedded)} case(s) in {report.seconds:.1f} s "
-        f"({report.cases_per_second:.1f} cases/s) with model {report.model_version}"
-    )
+    print(f"embedded {report.speed()} with model {report.model_version}")
     print(f"index: {report.indexed} of {report.total} case(s), {mode} search, at {index_dir(store)}")
     if report.failed:
         print(f"{len(report.failed)} case(s) not embedded (fix them and run index again):")
