@@ -43,7 +43,7 @@ class IndexReport:
     total: int = 0  # cases in the store
     indexed: int = 0  # cases in the index after the run
     seconds: float = 0.0
-    text_model_seconds: float = 0.0  # of `seconds`: loading the text model (once per process; readers run on)
+    text_model_seconds: float = 0.0  # of `seconds`: loading the text model (once per process, before reading)
 
     @property
     def cases_per_second(self) -> float:

@@ -125,8 +125,11 @@ def _looks_like_dicom(path: Path) -> bool:
 def _read_file(path: Path) -> sitk.Image:
     import SimpleITK as sitk
 
+    from .nifti_gz import read_nifti_gz
+
     try:
-        return sitk.ReadImage(str(path))
+        image = read_nifti_gz(path)
+        return sitk.ReadImage(str(path)) if image is None else image
     except RuntimeError:
         raise CaseInputError(
             path, "cannot read the file (corrupt or not an image)", "re-export the volume"
