@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--text-quantization",
         choices=("int8", "none"),
         default="int8",
-        help="int8: quantised text model (3x faster text, 2.3x faster first indexing); none: fp32",
+        help="int8: quantised text model (3x faster text, about 2x faster first indexing); none: fp32",
     )
     parser.add_argument("--embed-dim", type=int, default=256)
     parser.add_argument("--widths", default="16,32,64,96", help="CNN channel widths per stage")
