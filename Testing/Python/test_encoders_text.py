@@ -100,7 +100,8 @@ def test_int8_text_model_is_quantised_close_to_fp32_and_independent_of_batching(
     cosine = (
         (fp32_vecs * int8_vecs).sum(1) / np.linalg.norm(fp32_vecs, axis=1) / np.linalg.norm(int8_vecs, axis=1)
     )
-    assert np.all(cosine > 0.75) and not np.allclose(fp32_vecs, int8_vecs, atol=1e-3)
+    # per-channel weight scales keep these at 0.97-0.98 (per-tensor scales gave 0.89-0.95 and cost notes retrieval)
+    assert np.all(cosine > 0.95) and not np.allclose(fp32_vecs, int8_vecs, atol=1e-3)
     # a text embeds the same alone or beside others (no batch-wide activation scale)
     np.testing.assert_array_equal(embed_sentences(int8, REPORTS[1:2])[0], int8_vecs[1])
 
