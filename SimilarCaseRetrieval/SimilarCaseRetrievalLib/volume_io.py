@@ -125,11 +125,11 @@ def _looks_like_dicom(path: Path) -> bool:
 def _read_file(path: Path) -> sitk.Image:
     import SimpleITK as sitk
 
-    from .nifti_gz import read_nifti_gz
+    from .nifti_gz import check_nifti_gz
 
+    check_nifti_gz(path)  # ITK would zero-fill a .nii.gz that ends early
     try:
-        image = read_nifti_gz(path)
-        return sitk.ReadImage(str(path)) if image is None else image
+        return sitk.ReadImage(str(path))
     except RuntimeError:
         raise CaseInputError(
             path, "cannot read the file (corrupt or not an image)", "re-export the volume"
