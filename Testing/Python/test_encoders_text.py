@@ -118,3 +118,15 @@ def test_text_quantization_is_part_of_the_config_and_the_cache_key(sentence_mode
     assert cache_key(sentence_model, "default", "int8") != cache_key(sentence_model, "default", "none")
     with pytest.raises(CaseInputError, match="quantization"):
         CaseEncoder.create(tiny_config(text_quantization="fp16")).encode_texts(["a report"])
+    # the CLI offers exactly the settings the loader accepts (train and evaluate share the option)
+    import argparse
+
+    from SimilarCaseRetrievalLib.commands import add_text_quantization
+    from SimilarCaseRetrievalLib.encoders.text import QUANTIZATIONS
+
+    parser = argparse.ArgumentParser()
+    add_text_quantization(parser, "")
+    (option,) = [a for a in parser._actions if a.dest == "text_quantization"]
+    assert (
+        sorted(option.choices) == sorted(QUANTIZATIONS) and option.default == ModelConfig().text_quantization
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_text_quantization
+
 HELP = "measure retrieval quality (mAP, P@k, nDCG) of our model and baselines"
 
 METHODS = ("ours", "handcrafted", "classifier", "tfidf", "bm25", "sentence", "random")
@@ -48,11 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--text-weight", type=float, default=0.3, help="text share of the fused score (0.3)")
     parser.add_argument("--epochs", type=int, default=15, help="training epochs for trained methods (15)")
-    parser.add_argument(
-        "--text-quantization",
-        choices=("int8", "none"),
-        default="int8",
-        help="text model of the encoders trained per fold: int8 (default) or none (fp32)",
+    add_text_quantization(
+        parser, "text model of the encoders trained per fold: int8 (default) or none (fp32)"
     )
     parser.add_argument("--grid", help="ROI grid X,Y,Z for manifest/archive cases (default the model's)")
     parser.add_argument(

@@ -7,6 +7,8 @@ import shlex
 import sys
 import time
 
+from . import add_text_quantization
+
 HELP = "train the image CNN + text projection (3 stages) and write a model folder (safetensors + config.json)"
 
 
@@ -36,11 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--text-model", default="default", help="sentence-transformers name or folder ('default': MiniLM-L6)"
     )
-    parser.add_argument(
-        "--text-quantization",
-        choices=("int8", "none"),
-        default="int8",
-        help="int8: quantised text model (3x faster text, about 2x faster first indexing); none: fp32",
+    add_text_quantization(
+        parser, "int8: quantised text model (3x faster text, about 2x faster first indexing); none: fp32"
     )
     parser.add_argument("--embed-dim", type=int, default=256)
     parser.add_argument("--widths", default="16,32,64,96", help="CNN channel widths per stage")
