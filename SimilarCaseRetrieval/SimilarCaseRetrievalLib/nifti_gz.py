@@ -21,26 +21,27 @@ from .errors import CaseInputError
 
 _REEXPORT = "copy or export the volume again"
 _HEADER_BYTES = 352
+_HEAD_READ = 65536  # compressed bytes read to inflate the 352-byte header (a few hundred suffice)
 
 
 def check_nifti_gz(path: Path) -> None:
     """CaseInputError when a ``.nii.gz`` NIfTI-1 file is truncated or its gzip data is corrupt; else nothing."""
     if not path.name.lower().endswith(".nii.gz"):
         return
-    compressed = path.read_bytes()
-    if compressed[:2] != b"\x1f\x8b" or len(compressed) < 18:
+    start, trailer = _head_and_trailer(path)
+    if start[:2] != b"\x1f\x8b" or len(trailer) < 4:
         return  # not gzip despite the name: ITK decides
     try:
-        head = zlib.decompressobj(31).decompress(compressed, _HEADER_BYTES)
+        head = zlib.decompressobj(31).decompress(start, _HEADER_BYTES)
     except zlib.error:
         raise CaseInputError(
             path, "cannot read the file (corrupt gzip data)", "re-export the volume"
         ) from None
     expected = _expected_length(head)
-    if expected is None or struct.unpack("<I", compressed[-4:])[0] == expected % 2**32:
+    if expected is None or struct.unpack("<I", trailer)[0] == expected % 2**32:
         return  # not a NIfTI-1 header we can size (ITK decides), or the trailer agrees
     try:
-        length = len(gzip.decompress(compressed))
+        length = len(gzip.decompress(path.read_bytes()))  # only for files the trailer disagrees with
     except EOFError:
         raise CaseInputError(path, "truncated gzip data (the file ends early)", _REEXPORT) from None
     except (OSError, zlib.error):
@@ -49,6 +50,16 @@ def check_nifti_gz(path: Path) -> None:
         ) from None
     if length < expected:
         raise CaseInputError(path, f"voxel data truncated ({length} of {expected} bytes)", _REEXPORT)
+
+
+def _head_and_trailer(path: Path) -> tuple[bytes, bytes]:
+    """The first compressed bytes and the 4-byte gzip trailer (empty when the file is under 18 bytes)."""
+    with path.open("rb") as f:
+        start = f.read(_HEAD_READ)
+        if f.seek(0, 2) < 18:
+            return start, b""
+        f.seek(-4, 2)
+        return start, f.read(4)
 
 
 def _expected_length(header: bytes) -> int | None:

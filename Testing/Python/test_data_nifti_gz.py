@@ -46,7 +46,15 @@ def test_cut_short_files_are_a_one_line_error_not_zero_filled_voxels(tmp_path):
     four_d = tmp_path / "dwi.nii.gz"  # any NIfTI-1 layout is sized: a 4D file cut short
     sitk.WriteImage(sitk.JoinSeries([_image("float32")] * 2), str(four_d), True)
     four_d.write_bytes(gzip.compress(gzip.decompress(four_d.read_bytes())[:-10]))
-    for bad, problem in ((truncated, "voxel data truncated"), (cut, "truncated gzip"), (four_d, "truncated")):
+    big = tmp_path / "big.nii.gz"  # larger than the head the check reads: the trailer comes from a seek
+    sitk.WriteImage(
+        sitk.GetImageFromArray(np.random.default_rng(1).normal(size=(40, 64, 64))), str(big), True
+    )
+    check_nifti_gz(big)
+    big_cut = tmp_path / "big_cut.nii.gz"
+    big_cut.write_bytes(big.read_bytes()[:-5000])
+    cases = ((truncated, "voxel data truncated"), (cut, "truncated gzip"), (four_d, "truncated"))
+    for bad, problem in (*cases, (big_cut, "truncated gzip")):
         assert sitk.GetArrayFromImage(sitk.ReadImage(str(bad))).size > 0  # ITK alone: no error
         with pytest.raises(CaseInputError) as err:
             read_volume(bad if bad is not four_d else f"{bad}#frame=0")
