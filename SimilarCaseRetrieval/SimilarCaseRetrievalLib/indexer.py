@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -219,6 +219,7 @@ def index_archive(
     readers: int = 2,
     reader_processes: bool = False,
     text_cache: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> IndexReport:
     """Embed every case not yet embedded with this model, then update (or rebuild) the index files.
 
@@ -226,7 +227,7 @@ def index_archive(
     measured no faster, docs/benchmarks.md) read studies and extract ROIs up to two chunks ahead while this
     thread encodes each chunk's texts (torch with `threads` intra-op threads), runs the CNN on its ROIs and
     commits it. `text_cache`: reuse raw sentence embeddings from ``index/sentences.sqlite`` (see
-    encoders/text.py). The embeddings do not depend on `readers`, processes or the cache (up to float rounding
+    encoders/text.py). `on_progress(done, total)` follows each chunk. The embeddings do not depend on `readers`, processes or the cache (up to float rounding
     of batched matrix products)."""
     from tqdm import tqdm
 
@@ -279,6 +280,8 @@ def index_archive(
                     report.embedded.extend(ids)
                 cases[n], reads[n] = [], []  # free the ROIs
                 bar.update(len(loaded))
+                if on_progress is not None:
+                    on_progress(bar.n, len(todo))
         finally:
             for f in [f for chunk in reads for f in chunk]:
                 f.cancel()

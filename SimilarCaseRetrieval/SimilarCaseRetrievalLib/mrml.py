@@ -88,7 +88,7 @@ def _matrix_from_image(image: sitk.Image) -> np.ndarray:
 
 
 def image_from_volume_node(volume_node, dtype=np.float32) -> sitk.Image:
-    """A scalar volume node as a 3D SimpleITK image (float32 by default) in LPS."""
+    """A scalar volume node as a 3D SimpleITK image (float32 by default; `dtype=None`: the node's own) in LPS."""
     import SimpleITK as sitk
 
     slicer = _slicer()
@@ -102,7 +102,7 @@ def image_from_volume_node(volume_node, dtype=np.float32) -> sitk.Image:
             f"is not a scalar 3D volume (array shape {array.shape})",
             "select a scalar (grey-level) volume",
         )
-    array = array.astype(dtype, copy=True)
+    array = array.astype(dtype, copy=True) if dtype is not None else array.copy()
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         raise CaseInputError(volume_node.GetName(), "contains NaN or infinite voxels", "fix the volume")
     image = sitk.GetImageFromArray(array)  # numpy (K, J, I) -> ITK (I, J, K)
@@ -371,3 +371,60 @@ def remove_nodes(nodes, *, scene=None) -> None:
             if display is not None:
                 scene.RemoveNode(display)
         scene.RemoveNode(node)
+
+
+def nodes_present(loaded: LoadedCase, *, scene=None) -> bool:
+    """True while every node of a loaded case is still in the scene (the user may delete them)."""
+    scene = _scene(scene)
+    return all(node is not None and scene.IsNodePresent(node) for node in loaded.nodes())
+
+
+def _read_written(path: str):
+    import SimpleITK as sitk
+
+    return sitk.ReadImage(str(path))
+
+
+def add_written_case(written: Mapping[str, Any], *, prefix: str = "", scene=None) -> LoadedCase:
+    """Add a case the worker wrote (`case_images` / `demo` result: NRRD files on the case's reference grid)
+    to the scene: its sequences as they were written (int16 where whole numbers) and its segment."""
+    case = written["case"]
+    name = f"{prefix}{case['case_id']}"
+    reference = written["reference"]
+    volumes = {
+        seq: volume_node_from_image(_read_written(path), f"{name} {seq}", scene=scene)
+        for seq, path in written["sequences"].items()
+    }
+    segmentation = segment_id = centre = None
+    extent = 0.0
+    if written.get("mask"):
+        mask = _read_written(written["mask"])
+        segmentation, segment_id = segmentation_from_mask(
+            mask,
+            f"{name} segmentation",
+            segment_name=case.get("label") or "mass",
+            reference_volume_node=volumes[reference],
+            scene=scene,
+        )
+        centre, extent = mask_centre_ras(mask), mask_extent_mm(mask)
+    return LoadedCase(
+        case_id=case["case_id"],
+        volumes=volumes,
+        segmentation=segmentation,
+        segment_id=segment_id,
+        reference=reference,
+        centre_ras=centre,
+        extent_mm=extent,
+        info={"label": case.get("label"), "terms": list(case.get("terms") or []), "sequences": case.get("sequences")},
+    )
+
+
+def add_written_sequences(loaded: LoadedCase, written: Mapping[str, Any], *, scene=None) -> LoadedCase:
+    """Add the sequences of a `case_images` result that a loaded case does not have yet (loaded on demand)."""
+    for seq, path in written["sequences"].items():
+        if seq not in loaded.volumes:
+            node = volume_node_from_image(_read_written(path), f"{loaded.case_id} {seq}", scene=scene)
+            if loaded.transform is not None:
+                node.SetAndObserveTransformNodeID(loaded.transform.GetID())
+            loaded.volumes[seq] = node
+    return loaded

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -119,6 +119,7 @@ class SearchEngine:
         auto_index: bool = False,
         progress: bool = False,
         threads: int | None = 1,
+        on_progress: Callable[[int, int], None] | None = None,
     ):
         from .store import CaseStore
 
@@ -137,7 +138,7 @@ class SearchEngine:
         self.threads = threads  # torch intra-op threads while encoding (restored after; None: leave as is)
         self._predicted: dict[str, dict[str, float]] | None = None
         require_cases(self.store)
-        self.index: ArchiveIndex = self._open(auto_index, progress)
+        self.index: ArchiveIndex = self._open(auto_index, progress, on_progress)
 
     @property
     def version(self) -> str:
@@ -147,14 +148,19 @@ class SearchEngine:
     def term_names(self) -> list[str]:
         return list(self.encoder.config.terms)
 
-    def _open(self, auto_index: bool, progress: bool) -> ArchiveIndex:
+    def _open(self, auto_index: bool, progress: bool, on_progress=None) -> ArchiveIndex:
         versions = self.store.model_versions()
         embedded = versions.get(self.version, 0)
         total = len(self.store)
         if embedded < total and auto_index:
             log.info("embedding %d case(s) not yet indexed with model %s", total - embedded, self.version)
             index_archive(
-                self.store, self.encoder, config=self.config, progress=progress, threads=self.threads
+                self.store,
+                self.encoder,
+                config=self.config,
+                progress=progress,
+                threads=self.threads,
+                on_progress=on_progress,
             )
         elif embedded == 0:
             others = ", ".join(f"{v} ({n} cases)" for v, n in versions.items()) or "none"

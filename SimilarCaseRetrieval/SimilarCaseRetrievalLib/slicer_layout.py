@@ -179,3 +179,31 @@ def show_side_by_side(
             translate_to(hit, centre, scene=scene)
         show_in_view(hit, slice_nodes[name], centre_ras=centre, field_of_view_mm=fov)
     return slice_nodes
+
+
+def current_layout(scene=None) -> int:
+    """The scene's current view arrangement (what `restore_layout` goes back to)."""
+    return int(layout_node(scene).GetViewArrangement())
+
+
+def restore_layout(arrangement: int, scene=None) -> None:
+    """Give the user back the layout they had before the side-by-side view."""
+    node = layout_node(scene)
+    if arrangement != LAYOUT_ID and node.GetViewArrangement() == LAYOUT_ID:
+        node.SetViewArrangement(int(arrangement))
+
+
+def show_in_standard_views(volume_node, scene=None) -> list:
+    """Show a volume as the background of the usual slice views only (Red, Yellow, Green...), leaving the
+    side-by-side views as they are (`slicer.util.setSliceViewerLayers` would set every view)."""
+    scene = _scene(scene)
+    changed = []
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
+        slice_node = scene.GetNthNodeByClass(i, "vtkMRMLSliceNode")
+        if (slice_node.GetLayoutName() or "").startswith(VIEW_PREFIX):
+            continue
+        composite = composite_node(slice_node)
+        if composite is not None:
+            composite.SetBackgroundVolumeID(volume_node.GetID())
+            changed.append(slice_node)
+    return changed

@@ -1,19 +1,21 @@
-"""The body of the Slicer module's Logic, free of Qt: query from scene nodes, search, refine, add a case.
+"""The body of the Slicer module's Logic, free of Qt: query files from scene nodes, one worker request per
+action, the scene nodes of loaded cases, and the relevance marks.
 
-`SimilarCaseRetrievalLogic` (in SimilarCaseRetrieval.py) is a thin subclass of `RetrievalSession`.
-Searches run on one background worker thread (`BackgroundRunner`) so Slicer stays responsive; all
-engine calls go through that same thread, because the engine keeps its SQLite connection and model.
+Long work runs in the worker process (`worker/`); this module sends requests through a `WorkerClient`
+and turns results into scene nodes in the callbacks, which run in `WorkerClient.poll()` on the GUI thread.
+Every action has an asynchronous form (callbacks: the widget) and `wait()` for scripts and the self-test.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import itertools
 import logging
 import re
 import shutil
-import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,14 +24,18 @@ from .errors import CaseInputError
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
 
-    from .search import SearchEngine, SearchResult
-    from .study import Study
+    from .mrml import LoadedCase
+    from .worker.client import WorkerClient
+    from .worker.protocol import Event
 
 log = logging.getLogger(__name__)
 
 # The sequence selectors of the module, in order: T2 (reference), T1, T1 fat-sat, then an optional extra.
 SEQUENCES = ("T2", "T1", "T1FS")
-RESULT_COLUMNS = ("Rank", "Case", "Score", "Image", "Text", "Label", "Shared terms", "Report", "Relevant")
+# Mark first, next to the case id: the table stays readable in a narrow panel; the report goes last.
+RESULT_COLUMNS = ("Mark", "Rank", "Case", "Score", "Label", "Shared terms", "Image", "Text", "Report")
+RELEVANT, NOT_RELEVANT = "relevant", "not relevant"
+MARK_SYMBOLS = {None: "", RELEVANT: "\u2713", NOT_RELEVANT: "\u2717"}  # check mark / ballot x
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -40,24 +46,28 @@ def parse_terms(text: str | None) -> list[str]:
     return [t.strip() for t in re.split(r"[,;\n]", text) if t.strip()]
 
 
+# -- the query --------------------------------------------------------------------------------------------------
 @dataclass
-class Query:
-    """A query built from scene nodes: the study, the mask on its reference grid, and the notes."""
+class QueryFiles:
+    """A query written for the worker: the params it reads, and the mask (for centring the viewers)."""
 
-    study: Study
+    params: dict[str, Any]
     mask: sitk.Image
-    text: str = ""
-    segment_id: str = ""
 
 
-def build_query(
+def export_query(
     volume_nodes: Mapping[str, Any],
     segmentation_node,
     segment_id: str | None,
+    folder: Path,
     text: str = "",
     reference: str | None = None,
-) -> Query:
-    """Read the selected volume nodes and segment into a `Query` (CaseInputError on bad input)."""
+) -> QueryFiles:
+    """Check the selected volume nodes and segment and write them as NRRD into `folder`: each volume in its own
+    pixel type and geometry, the segment as a uint8 mask on the reference volume's grid (CaseInputError on
+    bad input, before anything reaches the worker)."""
+    import SimpleITK as sitk
+
     from . import mrml
     from .study import check_mask
 
@@ -72,37 +82,37 @@ def build_query(
         )
     if reference is None or reference not in nodes:
         reference = next(iter(nodes))
-    study = mrml.study_from_volume_nodes(nodes, reference=reference)
+    images = {name: mrml.image_from_volume_node(node, dtype=None) for name, node in nodes.items()}
     segment = mrml.resolve_segment_id(segmentation_node, segment_id)
-    mask = mrml.mask_from_segment(segmentation_node, segment, nodes[study.reference])
-    check_mask(mask, study.sequences[study.reference], segmentation_node.GetName())
-    return Query(study=study, mask=mask, text=text or "", segment_id=segment)
+    mask = mrml.mask_from_segment(segmentation_node, segment, nodes[reference])
+    check_mask(mask, images[reference], segmentation_node.GetName())
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, image in images.items():
+        paths[name] = str(folder / f"{_safe_name(name)}.nrrd")
+        sitk.WriteImage(image, paths[name], False)
+    mask_path = str(folder / "mask.nrrd")
+    sitk.WriteImage(sitk.Cast(mask > 0, sitk.sitkUInt8), mask_path, False)
+    params = {
+        "sequences": paths,
+        "reference": reference,
+        "mask": mask_path,
+        "text": text or "",
+        "segment_id": segment,
+    }
+    return QueryFiles(params=params, mask=mask)
 
 
-def hit_rows(result: SearchResult) -> list[dict[str, Any]]:
-    """One dict per hit with the results-table columns (rank from 1)."""
-    rows = []
-    for rank, hit in enumerate(result.hits, start=1):
-        rows.append(
-            {
-                "Rank": rank,
-                "Case": hit.case_id,
-                "Score": float(hit.score),
-                "Image": None if hit.image_score is None else float(hit.image_score),
-                "Text": None if hit.text_score is None else float(hit.text_score),
-                "Label": hit.label or "",
-                "Shared terms": ", ".join(hit.shared_terms or []),
-                "Report": hit.report_snippet or "",
-                "Relevant": None,
-            }
-        )
-    return rows
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "sequence"
 
 
 def write_case_files(
-    archive_dir: Path, case_id: str, study: Study, mask: sitk.Image
+    archive_dir: Path, case_id: str, images: Mapping[str, sitk.Image], mask: sitk.Image
 ) -> tuple[dict[str, str], str]:
-    """Write a new case's sequences and mask as NRRD under archive/cases/<case_id>/; relative paths."""
+    """Write a new case's sequences (each in its own pixel type and geometry, as read from the scene) and its
+    mask (uint8, on the reference grid) as compressed NRRD under archive/cases/<case_id>/; relative paths."""
     import SimpleITK as sitk
 
     if not CASE_ID_PATTERN.match(case_id or ""):
@@ -114,8 +124,8 @@ def write_case_files(
         raise CaseInputError(folder, "already holds files", "choose another case id")
     folder.mkdir(parents=True, exist_ok=True)
     sequences = {}
-    for name, image in study.sequences.items():
-        path = folder / f"{name}.nrrd"
+    for name, image in images.items():
+        path = folder / f"{_safe_name(name)}.nrrd"
         sitk.WriteImage(image, str(path), True)
         sequences[name] = str(path.relative_to(archive_dir))
     mask_path = folder / "mask.nrrd"
@@ -123,196 +133,281 @@ def write_case_files(
     return sequences, str(mask_path.relative_to(archive_dir))
 
 
-class Job:
-    """A call running on the background worker; poll `done()`, then read `result()`."""
-
-    def __init__(self, future: concurrent.futures.Future, name: str):
-        self._future = future
-        self.name = name
-        self.cancelled = False
-
-    def done(self) -> bool:
-        return self._future.done()
-
-    def cancel(self) -> None:
-        """Forget the result (a running search finishes in the background and is discarded)."""
-        self.cancelled = True
-        self._future.cancel()
-
-    def result(self, timeout: float | None = None):
-        return self._future.result(timeout=timeout)
-
-
-class BackgroundRunner:
-    """One worker thread: searches run off the GUI thread, and every engine call uses the same thread."""
-
-    def __init__(self):
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, fn: Callable, /, *args, **kwargs) -> Job:
-        with self._lock:
-            if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="scr"
-                )
-            return Job(self._executor.submit(fn, *args, **kwargs), getattr(fn, "__name__", "job"))
-
-    def call(self, fn: Callable, /, *args, **kwargs):
-        """Run on the worker and wait (for short calls: refine, add case)."""
-        return self.submit(fn, *args, **kwargs).result()
-
-    def shutdown(self) -> None:
-        with self._lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = None
+# -- results and marks ----------------------------------------------------------------------------------------------
+def hit_rows(result: Mapping[str, Any], marks: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """One dict per hit of a worker search result, with the results-table columns (rank from 1)."""
+    marks = marks or {}
+    rows = []
+    for rank, hit in enumerate(result.get("hits", []), start=1):
+        rows.append(
+            {
+                "Mark": marks.get(hit["case_id"]),
+                "Rank": rank,
+                "Case": hit["case_id"],
+                "Score": hit["score"],
+                "Label": hit.get("label") or "",
+                "Shared terms": ", ".join(hit.get("shared_terms") or []),
+                "Image": hit.get("image_score"),
+                "Text": hit.get("text_score"),
+                "Report": hit.get("report_snippet") or "",
+            }
+        )
+    return rows
 
 
-@dataclass
+def next_mark(mark: str | None) -> str | None:
+    """Clicking a mark cycles: none -> relevant -> not relevant -> none (one mark per case, never both)."""
+    return {None: RELEVANT, RELEVANT: NOT_RELEVANT, NOT_RELEVANT: None}[mark]
+
+
+# -- the session --------------------------------------------------------------------------------------------------
 class RetrievalSession:
-    """Search, refine and add cases against one archive; keeps the engine and the last result."""
+    """One worker, the current result and marks, and the cases this module put in the scene.
 
-    runner: BackgroundRunner = field(default_factory=BackgroundRunner)
-    engine: SearchEngine | None = None
-    engine_key: tuple[str, str] | None = None
-    last_result: SearchResult | None = None
+    `loaded`: cases the user loaded (kept, never moved); `previews`: the side-by-side cases (moved onto the
+    query, removed before the next search's previews and when the session closes).
+    """
 
-    # -- engine -------------------------------------------------------------------------------
-    def _engine_for(self, archive_dir: Path | str, model_dir: Path | str | None = None) -> SearchEngine:
-        """Load (once per archive and model) the search engine. Runs on the worker thread."""
-        from .search import SearchEngine
+    def __init__(self, client: WorkerClient | None = None, scratch: Path | None = None):
+        if client is None:
+            from .worker.client import WorkerClient
 
-        archive = Path(archive_dir).expanduser()
-        if not str(archive_dir).strip() or not (archive / "cases.sqlite").is_file():
-            raise CaseInputError(
-                archive,
-                "is not a case archive (no cases.sqlite)",
-                "choose an archive folder or build the demo one",
-            )
-        key = (str(archive.resolve()), str(model_dir or ""))
-        if self.engine is None or self.engine_key != key:
-            self.engine = SearchEngine(archive, model_dir) if model_dir else SearchEngine(archive)
-            self.engine_key = key
-        return self.engine
+            client = WorkerClient()
+        self.client = client
+        self.scratch = Path(scratch or tempfile.mkdtemp(prefix="SimilarCaseRetrieval-"))
+        self.result: dict[str, Any] | None = None
+        self.marks: dict[str, str] = {}
+        self.archive: str | None = None
+        self.loaded: dict[str, LoadedCase] = {}
+        self.previews: dict[str, LoadedCase] = {}
+        self.previous_layout: int | None = None
+        self._outcomes: OrderedDict[int, tuple[str, Any]] = OrderedDict()
+        self._counter = itertools.count()
 
-    # -- search -------------------------------------------------------------------------------
-    def _search_now(
+    # -- requests ---------------------------------------------------------------------------------------------
+    def request(
         self,
-        query: Query,
-        archive_dir,
+        kind: str,
+        params: dict[str, Any],
         *,
-        k: int = 10,
-        text_weight: float = 0.3,
-        label: str | None = None,
-        terms: Sequence[str] | None = None,
-        model_dir=None,
-    ) -> SearchResult:
-        if k < 1:
-            raise CaseInputError("k", f"must be at least 1 (got {k})", "ask for 1 or more cases")
-        if not 0.0 <= text_weight <= 1.0:
-            raise CaseInputError(
-                "text weight", f"must be in [0, 1] (got {text_weight})", "set it between 0 and 1"
-            )
-        engine = self._engine_for(archive_dir, model_dir)
-        result = engine.search(
-            study=query.study,
-            mask=query.mask,
-            text=query.text,
-            k=int(k),
-            text_weight=float(text_weight),
-            label=label or None,
-            terms=list(terms) if terms else None,
+        adopt: Callable[[dict], Any] | None = None,
+        done: Callable[[Any], None] | None = None,
+        failed: Callable[[Exception], None] | None = None,
+        progress: Callable[[Event], None] | None = None,
+        cancelled: Callable[[], None] | None = None,
+    ) -> int:
+        """Send one request; `adopt(result)` (GUI thread, scene changes) turns the result into what `done`
+        receives and `wait` returns."""
+        request_id = None
+
+        def finish(value):
+            try:
+                value = adopt(value) if adopt is not None else value
+            except Exception as exc:  # adopting (e.g. reading the written files) failed: report it
+                fail(exc)
+                return
+            self._record(request_id, ("ok", value))
+            if done is not None:
+                done(value)
+
+        def fail(exc):
+            self._record(request_id, ("error", exc))
+            if failed is not None:
+                failed(exc)
+
+        def stop():
+            from .worker.protocol import WorkerError
+
+            self._record(request_id, ("error", WorkerError(f"{kind} was cancelled")))
+            if cancelled is not None:
+                cancelled()
+
+        request_id = self.client.submit(
+            kind, params, on_progress=progress, on_result=finish, on_error=fail, on_cancelled=stop
         )
-        return result
+        return request_id
 
-    def search(self, query: Query, archive_dir, **options) -> SearchResult:
-        """Search now (blocking), on the worker thread; the result becomes the one to refine."""
-        return self.accept(self.runner.call(self._search_now, query, archive_dir, **options))
+    def _record(self, request_id, outcome) -> None:
+        self._outcomes[request_id] = outcome
+        while len(self._outcomes) > 32:
+            self._outcomes.popitem(last=False)
 
-    def search_in_background(self, query: Query, archive_dir, **options) -> Job:
-        """Start a search; the caller polls `job.done()` (e.g. from a Qt timer), reads `job.result()` and
-        `accept`s it. A cancelled search is never accepted, so it cannot replace the results shown."""
-        return self.runner.submit(self._search_now, query, archive_dir, **options)
+    def wait(self, request_id: int, timeout: float | None = None):
+        """Block until the request ends (scripts, tests); its adopted result, or its error raised."""
+        import time
 
-    def accept(self, result: SearchResult) -> SearchResult:
-        """Make `result` the current one (what Refine starts from)."""
-        self.last_result = result
-        return result
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while request_id not in self._outcomes:
+            self.client.poll()
+            if request_id in self._outcomes:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                self.client.cancel(request_id)
+                raise TimeoutError(f"request {request_id}: no answer within {timeout} s")
+            time.sleep(0.01)
+        status, value = self._outcomes.pop(request_id)
+        if status == "error":
+            raise value
+        return value
 
-    # -- relevance feedback ------------------------------------------------------------------
-    def refine(self, relevant: Sequence[str], not_relevant: Sequence[str]) -> SearchResult:
-        """Re-rank with the cases marked relevant / not relevant (Rocchio on the query vectors)."""
-        if self.last_result is None or self.engine is None:
+    def cancel(self, request_id: int) -> None:
+        self.client.cancel(request_id)
+
+    def query_folder(self) -> Path:
+        """A new scratch folder for one request's files."""
+        return self.scratch / f"r{next(self._counter)}"
+
+    # -- actions ----------------------------------------------------------------------------------------------
+    def search(self, query: QueryFiles, archive, *, model_dir=None, **options) -> int:
+        """Start a search. The result replaces the current one only when it arrives (a cancelled search never
+        does); the previous search's side-by-side cases leave the scene then. Marks are cleared."""
+        callbacks = self._callbacks(options)
+        params = {
+            "archive": str(archive),
+            "model_dir": _str_or_none(model_dir),
+            "query": query.params,
+            **options,
+        }
+
+        def adopt(result):
+            self.remove_previews()
+            self.result, self.marks, self.archive = result, {}, str(archive)
+            return result
+
+        return self.request("search", params, adopt=adopt, **callbacks)
+
+    @staticmethod
+    def _callbacks(options: dict) -> dict:
+        return {
+            key: options.pop(key) for key in ("done", "failed", "progress", "cancelled") if key in options
+        }
+
+    def refine(self, **callbacks) -> int:
+        """Re-rank with the current marks (kept: the same cases stay marked in the refined list)."""
+        if self.result is None:
             raise CaseInputError("refine", "there is no search to refine", "run a search first")
+        relevant = [c for c, m in self.marks.items() if m == RELEVANT]
+        not_relevant = [c for c, m in self.marks.items() if m == NOT_RELEVANT]
         if not relevant and not not_relevant:
-            raise CaseInputError(
-                "refine", "no case is marked", "tick Relevant (or untick for not relevant) on some results"
-            )
-        known = {hit.case_id for hit in self.last_result.hits}
-        unknown = [c for c in [*relevant, *not_relevant] if c not in known]
-        if unknown:
-            raise CaseInputError(
-                "refine", f"unknown case(s) {', '.join(unknown)}", "mark cases from the results"
-            )
-        engine, previous = self.engine, self.last_result
-        result = self.runner.call(engine.refine, previous, list(relevant), list(not_relevant))
-        self.last_result = result
-        return result
+            raise CaseInputError("refine", "no case is marked", "mark some results relevant or not relevant")
+        params = {"result_id": self.result["result_id"], "relevant": relevant, "not_relevant": not_relevant}
 
-    # -- annotators ---------------------------------------------------------------------------
-    def add_case(
-        self,
-        query: Query,
-        archive_dir,
-        *,
-        case_id: str,
-        label: str | None = None,
-        terms: Sequence[str] = (),
-        report: str = "",
-        notes: str = "",
-        model_dir=None,
-    ):
-        """Write the case's images into the archive, then store, embed and index it at once."""
-        return self.runner.call(
-            self._add_case_now,
-            query,
-            archive_dir,
-            case_id=case_id,
-            label=label,
-            terms=list(terms),
-            report=report,
-            notes=notes,
-            model_dir=model_dir,
+        def adopt(result):
+            self.result = result
+            return result
+
+        return self.request("refine", params, adopt=adopt, **callbacks)
+
+    def set_mark(self, case_id: str, mark: str | None) -> None:
+        if mark is None:
+            self.marks.pop(case_id, None)
+        elif mark in (RELEVANT, NOT_RELEVANT):
+            self.marks[case_id] = mark
+        else:
+            raise CaseInputError(case_id, f"unknown mark {mark!r}", f"use {RELEVANT!r} or {NOT_RELEVANT!r}")
+
+    def case_record(self, case_id: str, archive=None, **callbacks) -> int:
+        """The case's label, terms, report and notes (the report box)."""
+        return self.request(
+            "case", {"archive": str(archive or self.archive), "case_id": case_id}, **callbacks
         )
 
-    def _add_case_now(self, query: Query, archive_dir, *, case_id, label, terms, report, notes, model_dir):
-        from .store import Case
+    def load_case(
+        self, case_id: str, archive=None, *, preview: bool = False, sequences=None, **callbacks
+    ) -> int:
+        """Put a case in the scene: its reference sequence (others when asked) and its segment. Cases already
+        in the scene are reused; a case whose nodes were deleted is loaded again."""
+        from . import mrml
 
-        engine = self._engine_for(archive_dir, model_dir)
-        if case_id in engine.store:
-            raise CaseInputError(case_id, "is already in the archive", "choose another case id")
-        archive = Path(archive_dir).expanduser()
-        engine.encoder.roi_for(query.study, query.mask)  # bad input fails here, before any file is written
-        sequences, mask_path = write_case_files(archive, case_id, query.study, query.mask)
-        case = Case(
-            case_id=case_id,
-            sequences=sequences,
-            mask=mask_path,
-            segment="1",
-            label=label or None,
-            terms=list(terms),
-            report=report or "",
-            notes=notes or "",
-        )
-        try:
-            engine.add_case(case, query.study, query.mask)
-        except BaseException:
-            shutil.rmtree(archive / "cases" / case_id, ignore_errors=True)  # nothing half-added stays
-            raise
-        log.info("added case %s to the archive", case_id)
-        return case
+        cache = self.previews if preview else self.loaded
+        known = cache.get(case_id)
+        if known is not None and not mrml.nodes_present(known):
+            mrml.remove_nodes(known.nodes())
+            del cache[case_id]
+        params = {
+            "archive": str(archive or self.archive),
+            "case_id": case_id,
+            "folder": str(self.query_folder()),
+            "sequences": list(sequences or []),
+        }
+
+        def adopt(written):
+            loaded = cache.get(case_id)
+            if loaded is None or not mrml.nodes_present(loaded):
+                prefix = "" if not preview else "side by side: "
+                loaded = mrml.add_written_case(written, prefix=prefix)
+                cache[case_id] = loaded
+            else:
+                mrml.add_written_sequences(loaded, written)
+            shutil.rmtree(params["folder"], ignore_errors=True)
+            return loaded
+
+        return self.request("case_images", params, adopt=adopt, **callbacks)
+
+    def add_case(self, query: QueryFiles, archive, *, case_id: str, model_dir=None, **fields) -> int:
+        """Add the query's volumes and segment to the archive with label, terms, report and notes; indexed at once."""
+        callbacks = self._callbacks(fields)
+        if not CASE_ID_PATTERN.match(case_id or ""):
+            raise CaseInputError(
+                case_id or "case id",
+                "is not a valid case id",
+                "use letters, digits, '-', '_' or '.' (max 64)",
+            )
+        params = {
+            "archive": str(archive),
+            "model_dir": _str_or_none(model_dir),
+            "query": query.params,
+            "case_id": case_id,
+            **fields,
+        }
+        return self.request("add_case", params, **callbacks)
+
+    def demo(self, archive, *, model_dir=None, n_cases: int = 60, size: str = "small", **callbacks) -> int:
+        """Build (first use only) and index the demo archive; `done` gets (archive path, case record, LoadedCase
+        of its first case with every sequence): the widget makes it the query."""
+        from . import mrml
+
+        folder = self.query_folder()
+        params = {
+            "archive": str(archive),
+            "folder": str(folder),
+            "model_dir": _str_or_none(model_dir),
+            "n_cases": int(n_cases),
+            "size": size,
+        }
+
+        def adopt(written):
+            loaded = mrml.add_written_case(written, prefix="demo ")
+            shutil.rmtree(folder, ignore_errors=True)
+            self.archive = written["archive"]
+            return Path(written["archive"]), written["case"], loaded
+
+        return self.request("demo", params, adopt=adopt, **callbacks)
+
+    # -- scene ------------------------------------------------------------------------------------------------
+    def remove_previews(self) -> None:
+        """Take the side-by-side cases out of the scene and give the user their layout back."""
+        from . import mrml, slicer_layout
+
+        for loaded in self.previews.values():
+            mrml.remove_nodes(loaded.nodes())
+        self.previews.clear()
+        if self.previous_layout is not None:
+            slicer_layout.restore_layout(self.previous_layout)
+            self.previous_layout = None
+
+    def forget_scene(self) -> None:
+        """The scene was closed: its nodes are gone."""
+        self.loaded.clear()
+        self.previews.clear()
+        self.previous_layout = None
 
     def close(self) -> None:
-        self.runner.shutdown()
-        self.engine = None
+        self.client.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _str_or_none(path) -> str | None:
+    if path is None or str(path).strip() in ("", "."):
+        return None
+    return str(path)

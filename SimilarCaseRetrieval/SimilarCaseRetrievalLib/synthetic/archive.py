@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -295,11 +296,13 @@ def make_archive(
     workers: int = 1,
     validate: bool = False,
     progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write a synthetic archive of ``n_cases`` studies into ``out_dir`` (rebuilt from scratch); -> out_dir.
 
     ``language`` picks the report/notes language of ``manifest.csv`` (both are always written).
     ``validate`` re-reads every file during ingest (slower; the generator's output is already known good).
+    ``on_progress(done, total)`` is called after each case is written (the Slicer module's progress bar).
     """
     from tqdm import tqdm
 
@@ -314,13 +317,20 @@ def make_archive(
     _prepare(out_dir)
     jobs = [(p, seed, grid.size, str(out_dir)) for p in plans]
     bar = dict(total=len(jobs), desc="synthetic archive", unit="case", disable=not progress)
+    rows = []
     if workers > 1:
         import multiprocessing as mp
 
         with mp.get_context("spawn").Pool(workers) as pool:
-            rows = list(tqdm(pool.imap(_work, jobs, chunksize=4), **bar))
+            for row in tqdm(pool.imap(_work, jobs, chunksize=4), **bar):
+                rows.append(row)
+                if on_progress is not None:
+                    on_progress(len(rows), len(jobs))
     else:
-        rows = [_work(job) for job in tqdm(jobs, **bar)]
+        for job in tqdm(jobs, **bar):
+            rows.append(_work(job))
+            if on_progress is not None:
+                on_progress(len(rows), len(jobs))
     for lang in LANGUAGES:
         cases = [
             Case(
