@@ -4,7 +4,6 @@ the Qt-free session helpers (SimilarCaseRetrievalLib.slicer_logic)."""
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -69,9 +68,17 @@ def test_self_test_bad_input(scr):
     run_self_test(scr, "test_BadInputIsOneLineError")
 
 
-def test_add_current_case_writes_files_and_is_found_at_once(scr, tiny_archive, tmp_path):
+@pytest.fixture(autouse=True, scope="module")
+def stop_worker_after(scr):
+    yield
+    scr.stopWorker()
+
+
+def test_add_current_case_keeps_pixel_type_and_geometry_and_is_found_at_once(scr, tiny_archive, tmp_path):
     import shutil
 
+    import numpy as np
+    import SimpleITK as sitk
     from SimilarCaseRetrievalLib.store import CaseStore
 
     archive, model_dir = tiny_archive
@@ -80,24 +87,39 @@ def test_add_current_case_writes_files_and_is_found_at_once(scr, tiny_archive, t
     logic = scr.SimilarCaseRetrievalLogic()
     test = scr.SimilarCaseRetrievalTest("test_SearchFromSegmentAndLoadTopCase")
     node, query_case = test._queryFromArchiveCase(logic, index=2)
-    node.archiveFolder = copy
+    # a T1 as a scanner gives it: int16, on its own (coarser, shifted) grid
+    t1 = sitk.Cast(sitk.Round(slicer_image(node.t1Volume)), sitk.sitkInt16)
+    t1 = sitk.Resample(t1, [s // 2 for s in t1.GetSize()[:2]] + [t1.GetSize()[2]], sitk.Transform(), sitk.sitkNearestNeighbor,
+                       t1.GetOrigin(), [sp * 2 for sp in t1.GetSpacing()[:2]] + [t1.GetSpacing()[2]], t1.GetDirection())
+    from SimilarCaseRetrievalLib import mrml
+
+    node.t1Volume = mrml.volume_node_from_image(t1, "scanner T1")
+    node.archiveFolder = str(copy)
     node.newCaseId = "new-case-001"
     node.newCaseLabel = query_case.label
     node.newCaseTerms = ", ".join(query_case.terms)
     node.newCaseReport = "Added from Slicer."
     case = logic.addCurrentCase(node)
-    assert case.case_id == "new-case-001"
-    assert (copy / case.mask).is_file() and all((copy / p).is_file() for p in case.sequences.values())
+    assert case["case_id"] == "new-case-001"
+    written = sitk.ReadImage(str(copy / "cases" / "new-case-001" / "T1.nrrd"))
+    assert written.GetPixelID() == sitk.sitkInt16  # not resampled float32
+    assert written.GetSize() == t1.GetSize() and np.allclose(written.GetSpacing(), t1.GetSpacing())
     node.textWeight = 0.0
     node.k = 2
-    hits = [hit.case_id for hit in logic.search(node).hits]
-    assert set(hits) == {"new-case-001", query_case.case_id}  # same images: both at the top
-    with pytest.raises(CaseInputError, match="already"):
+    hits = [hit["case_id"] for hit in logic.search(node)["hits"]]
+    assert "new-case-001" in hits
+    with pytest.raises(ValueError, match="already"):
         logic.addCurrentCase(node)
     logic.close()
     store = CaseStore(copy, create=False)
     assert store.get("new-case-001").report == "Added from Slicer."
     store.close()
+
+
+def slicer_image(volume_node):
+    from SimilarCaseRetrievalLib import mrml
+
+    return mrml.image_from_volume_node(volume_node)
 
 
 def test_parse_terms_splits_on_commas_semicolons_and_lines():
@@ -108,73 +130,84 @@ def test_parse_terms_splits_on_commas_semicolons_and_lines():
 def test_write_case_files_rejects_bad_ids_and_existing_folders(tmp_path):
     import numpy as np
     import SimpleITK as sitk
-    from SimilarCaseRetrievalLib.study import study_from_images
 
-    image = sitk.GetImageFromArray(np.arange(60, dtype=np.float32).reshape(3, 4, 5))
-    study = study_from_images({"T2": image})
+    image = sitk.GetImageFromArray(np.arange(60, dtype=np.int16).reshape(3, 4, 5))
     mask = sitk.GetImageFromArray(np.ones((3, 4, 5), np.uint8))
     for bad in ("", "../escape", "a b", "x" * 70):
         with pytest.raises(CaseInputError):
-            slicer_logic.write_case_files(tmp_path, bad, study, mask)
-    sequences, mask_path = slicer_logic.write_case_files(tmp_path, "ok-1", study, mask)
+            slicer_logic.write_case_files(tmp_path, bad, {"T2": image}, mask)
+    sequences, mask_path = slicer_logic.write_case_files(tmp_path, "ok-1", {"T2": image}, mask)
     assert sequences == {"T2": "cases/ok-1/T2.nrrd"} and mask_path == "cases/ok-1/mask.nrrd"
+    assert sitk.ReadImage(str(tmp_path / sequences["T2"])).GetPixelID() == sitk.sitkInt16
     with pytest.raises(CaseInputError, match="already holds files"):
-        slicer_logic.write_case_files(tmp_path, "ok-1", study, mask)
+        slicer_logic.write_case_files(tmp_path, "ok-1", {"T2": image}, mask)
 
 
-def test_refine_before_any_search_is_an_error():
-    session = slicer_logic.RetrievalSession()
+def test_refine_before_any_search_is_an_error(scr):
+    logic = scr.SimilarCaseRetrievalLogic()
     with pytest.raises(CaseInputError, match="run a search first"):
-        session.refine(["a"], [])
-    session.close()
+        logic.refine(["a"])
+    logic.close()
 
 
-def test_missing_archive_is_reported_with_the_fix(tmp_path):
-    session = slicer_logic.RetrievalSession()
-    with pytest.raises(CaseInputError, match="cases.sqlite"):
-        session.runner.call(session._engine_for, tmp_path)
-    session.close()
+def test_marks_are_exclusive_and_cycle():
+    marks = [None]
+    for _ in range(3):
+        marks.append(slicer_logic.next_mark(marks[-1]))
+    assert marks == [None, "relevant", "not relevant", None]
+    rows = slicer_logic.hit_rows({"hits": [{"case_id": "a", "score": 0.5}]}, {"a": "relevant"})
+    assert rows[0]["Mark"] == "relevant" and slicer_logic.RESULT_COLUMNS.index("Mark") < 3
 
 
-def test_background_runner_uses_one_worker_thread_and_propagates_errors():
-    runner = slicer_logic.BackgroundRunner()
-    main = threading.get_ident()
-    first = runner.call(threading.get_ident)
-    second = runner.call(threading.get_ident)
-    assert first == second != main
-
-    def fail():
-        raise CaseInputError("x", "bad", "fix it")
-
-    job = runner.submit(fail)
-    with pytest.raises(CaseInputError):
-        job.result(timeout=10)
-    assert job.done()
-    gate = threading.Event()
-    slow = runner.submit(gate.wait, 10)
-    queued = runner.submit(lambda: "never")
-    queued.cancel()
-    gate.set()
-    assert slow.result(timeout=10) is True
-    assert queued.cancelled
-    runner.shutdown()
-
-
-def test_background_search_job_with_filters(scr, tiny_archive):
+def test_search_with_filters_and_report_lookup(scr, tiny_archive):
     logic = scr.SimilarCaseRetrievalLogic()
     test = scr.SimilarCaseRetrievalTest("test_SearchFromSegmentAndLoadTopCase")
     node, query_case = test._queryFromArchiveCase(logic, index=0)
     node.labelFilter = query_case.label
     node.k = 50
-    job = logic.startSearch(node)
-    result = job.result(timeout=120)
-    assert job.done() and not job.cancelled
-    assert logic.lastResult is None  # not adopted until accepted (a cancelled search never is)
-    assert logic.acceptResult(result) is logic.lastResult
-    assert result.hits and all(hit.label == query_case.label for hit in result.hits)
-    assert query_case.case_id in [hit.case_id for hit in result.hits]
+    result = logic.search(node)
+    assert result is logic.lastResult
+    assert result["hits"] and all(hit["label"] == query_case.label for hit in result["hits"])
+    assert query_case.case_id in [hit["case_id"] for hit in result["hits"]]
     assert logic.reportOf(query_case.case_id) == query_case.report
     assert logic.reportOf("no-such-case") == ""
+    logic.close()
+
+
+def test_scene_hygiene_previews_replaced_deleted_nodes_reloaded_original_loaded_layout_restored(scr, tiny_archive):
+    from SimilarCaseRetrievalLib import slicer_layout
+
+    logic = scr.SimilarCaseRetrievalLogic()
+    test = scr.SimilarCaseRetrievalTest("test_SearchFromSegmentAndLoadTopCase")
+    node, _ = test._queryFromArchiveCase(logic, index=1)
+    node.k, node.viewerCount = 4, 3
+    layout = slicer_layout.layout_node()
+    layout.SetViewArrangement(3)  # the user's layout (e.g. four-up)
+    volumes = lambda: slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")  # noqa: E731
+    start = volumes()
+    logic.search(node)
+    views = logic.showSideBySide(node)
+    assert volumes() - start == 3  # one shown sequence per hit, not every sequence
+    assert layout.GetViewArrangement() == slicer_layout.LAYOUT_ID
+    # a hit node deleted by the user: showing again loads it again instead of a blank viewer
+    hit_view = views[slicer_layout.view_names(3)[1]]
+    deleted = slicer.mrmlScene.GetNodeByID(slicer_layout.composite_node(hit_view).GetBackgroundVolumeID())
+    slicer.mrmlScene.RemoveNode(deleted)
+    views = logic.showSideBySide(node)
+    shown = slicer_layout.composite_node(views[slicer_layout.view_names(3)[1]]).GetBackgroundVolumeID()
+    assert slicer.mrmlScene.GetNodeByID(shown) is not None
+    query_view_volume = slicer_layout.composite_node(views[slicer_layout.QUERY_VIEW]).GetBackgroundVolumeID()
+    # Load selected case: the stored case, not the moved preview; the side-by-side views keep their volumes
+    top = logic.lastResult["hits"][0]["case_id"]
+    loaded = logic.loadCase(top, node)
+    assert loaded.transform is None and loaded is not logic.session.previews[top]
+    logic.showLoadedCase(loaded)
+    assert layout.GetViewArrangement() == 3  # the user's layout is back
+    assert slicer_layout.composite_node(views[slicer_layout.QUERY_VIEW]).GetBackgroundVolumeID() == query_view_volume
+    # the next search removes the previous previews (the user's loaded case stays)
+    logic.search(node)
+    assert volumes() - start == 1 and not logic.session.previews
+    assert slicer.mrmlScene.IsNodePresent(loaded.reference_volume)
     logic.close()
 
 
@@ -189,10 +222,10 @@ def test_add_case_missing_a_model_sequence_writes_nothing(scr, tiny_archive, tmp
     logic = scr.SimilarCaseRetrievalLogic()
     test = scr.SimilarCaseRetrievalTest("test_SearchFromSegmentAndLoadTopCase")
     node, _ = test._queryFromArchiveCase(logic, index=3)
-    node.archiveFolder = copy
+    node.archiveFolder = str(copy)
     node.t1Volume = None  # the model needs T1
     node.newCaseId = "incomplete-1"
-    with pytest.raises(CaseInputError, match="T1"):
+    with pytest.raises(ValueError, match="T1"):
         logic.addCurrentCase(node)
     logic.close()
     assert not (copy / "cases" / "incomplete-1").exists()
@@ -201,20 +234,22 @@ def test_add_case_missing_a_model_sequence_writes_nothing(scr, tiny_archive, tmp
     store.close()
 
 
-def test_demo_builds_indexes_and_loads_a_query_then_reuses_the_archive(scr, tiny_archive, tmp_path):
+def test_demo_builds_indexes_shows_a_query_and_a_second_click_does_not_duplicate(scr, tiny_archive, tmp_path):
     _, model_dir = tiny_archive
     logic = scr.SimilarCaseRetrievalLogic()
     node = logic.getParameterNode()
     demo = tmp_path / "demo"
     case = logic.loadDemo(node, archiveDir=demo, modelDir=model_dir, nCases=6, size="tiny")
-    assert node.archiveFolder == demo and (demo / "cases.sqlite").is_file()
+    assert Path(node.archiveFolder) == demo and (demo / "cases.sqlite").is_file()
     assert node.t2Volume is not None and node.t1Volume is not None and node.t1fsVolume is not None
     assert node.segmentation.GetSegmentation().GetSegment(node.segmentId) is not None
-    assert node.notes == case.notes
+    assert node.notes == case["notes"]
     node.textWeight = 0.0
     node.k = 1
-    assert logic.search(node).hits[0].case_id == case.case_id
+    assert logic.search(node)["hits"][0]["case_id"] == case["case_id"]
+    volumes = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
     stamp = (demo / "cases.sqlite").stat().st_mtime_ns
-    logic.prepareDemo(demo, model_dir, nCases=6, size="tiny")  # second use: nothing rebuilt
-    assert (demo / "cases.sqlite").stat().st_mtime_ns == stamp
+    logic.loadDemo(node, archiveDir=demo, modelDir=model_dir, nCases=6, size="tiny")  # second click
+    assert (demo / "cases.sqlite").stat().st_mtime_ns == stamp  # nothing rebuilt
+    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == volumes  # replaced, not added
     logic.close()
