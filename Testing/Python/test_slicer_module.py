@@ -92,14 +92,16 @@ def test_every_parameter_has_a_widget_and_every_bound_widget_a_parameter(scr):
     expected = {
         "t2Volume": "qMRMLNodeComboBox",
         "segmentation": "qMRMLNodeComboBox",
-        "notes": "QTextEdit",
-        "archiveFolder": "ctkPathLineEdit",
         "k": "QSpinBox",
         "textWeight": "ctkSliderWidget",
         "labelFilter": "QLineEdit",
     }
     for parameter, widget_class in expected.items():
         assert widgets[bound[parameter]].get("class") == widget_class
+    # synced by the widget, never by connectGui (cursor jumps in text boxes; "." written into path fields)
+    assert not set(bound) & set(scr.MANUAL_PARAMETER_WIDGETS)
+    assert widgets["notes"].get("class") == widgets["newCaseReport"].get("class") == "QTextEdit"
+    assert set(scr.MANUAL_TEXT_PARAMETERS) == {"notes", "newCaseReport"}
 
 
 def test_sequence_selectors_match_parameters(scr):
@@ -112,13 +114,13 @@ def test_parameter_node_is_a_scene_singleton_with_typed_defaults(scr, scene):
     logic = scr.SimilarCaseRetrievalLogic()
     node = logic.getParameterNode()
     assert node.k == 10 and node.textWeight == pytest.approx(0.3) and node.viewerCount == 3
-    assert node.t2Volume is None and scr._pathOrNone(node.archiveFolder) is None
+    assert node.t2Volume is None and node.archiveFolder == "" and scr._pathOrNone(node.archiveFolder) is None
     volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "T2")
     node.t2Volume = volume
     node.k = 7
-    node.archiveFolder = Path("/tmp/archive")
+    node.archiveFolder = "/tmp/archive"
     again = logic.getParameterNode()
-    assert again.t2Volume is volume and again.k == 7 and again.archiveFolder == Path("/tmp/archive")
+    assert again.t2Volume is volume and again.k == 7 and again.archiveFolder == "/tmp/archive"
     assert scene.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode") == 1
 
 
@@ -147,14 +149,74 @@ def test_search_without_archive_or_segmentation_is_a_one_line_error(scr, scene):
     assert "segmentation" in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_requirements_exclude_torch_and_are_checked_by_installed_version(scr, tmp_path):
-    requirements = ROOT / "Resources" / "requirements.txt"
-    lines = scr._requirementLines(requirements)
-    names = [re.split(r"[<>=!~\[; ]", line)[0].lower() for line in lines]
-    assert "torch" not in names and "chroma-hnswlib" in names
+def test_requirements_exclude_torch_pin_hnswlib_wheels_and_are_checked_by_installed_version(tmp_path):
+    from SimilarCaseRetrievalLib import slicer_dependencies as deps
+
+    lines = deps.requirement_lines(ROOT / "Resources" / "requirements.txt")
+    names = {re.split(r"[<>=!~\[; ]", line)[0].lower(): line for line in lines}
+    assert "torch" not in names and names["chroma-hnswlib"] == "chroma-hnswlib==0.7.5"
+    assert all("<" in line or "==" in line for line in lines), "every requirement has an upper bound"
     fake = tmp_path / "requirements.txt"
     fake.write_text("# comment\npytest>=1.0\npytest>=999\nno-such-package-scr-test\n", encoding="utf-8")
-    assert scr.missingRequirements(fake) == ["pytest>=999", "no-such-package-scr-test"]
+    assert deps.missing_requirements(fake) == ["pytest>=999", "no-such-package-scr-test"]
+
+
+def test_installed_torch_is_version_checked():
+    from SimilarCaseRetrievalLib import slicer_dependencies as deps
+
+    assert deps.torch_problem(None) == "not installed"
+    assert deps.torch_problem("2.13.0+cpu") is None
+    assert "does not meet" in deps.torch_problem("1.13.1")
+
+
+def test_requirements_install_with_pip_ensure_without_a_second_dialog_else_pip_install(tmp_path):
+    """Slicer >= 5.12 has slicer.packaging.pip_ensure (checked in Slicer's source); older ones pip_install."""
+    from SimilarCaseRetrievalLib import slicer_dependencies as deps
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("no-such-package-scr-test>=1\n", encoding="utf-8")
+    calls = []
+    packaging = types.SimpleNamespace(
+        load_requirements=lambda path: [path],
+        pip_ensure=lambda reqs, **kw: calls.append(("pip_ensure", reqs, kw)),
+    )
+    util = types.SimpleNamespace(pip_install=lambda reqs: calls.append(("pip_install", reqs)))
+    deps.install_requirements(types.SimpleNamespace(packaging=packaging, util=util), requirements, "SCR")
+    assert calls[-1] == ("pip_ensure", [str(requirements)], {"prompt_install": False, "requester": "SCR"})
+    deps.install_requirements(types.SimpleNamespace(util=util), requirements, "SCR")
+    assert calls[-1] == ("pip_install", ["no-such-package-scr-test>=1"])
+
+
+def test_testing_mode_never_installs(scr, monkeypatch):
+    from SimilarCaseRetrievalLib import slicer_dependencies as deps
+
+    monkeypatch.setattr(deps, "missing_requirements", lambda path: ["needed-package>=1"])
+    installed = []
+    monkeypatch.setattr(deps, "install_requirements", lambda *a, **k: installed.append(a))
+    app = types.SimpleNamespace(commandOptions=lambda: types.SimpleNamespace(testingEnabled=True))
+    monkeypatch.setattr(slicer, "app", app, raising=False)
+    with pytest.raises(ValueError, match="testing mode never installs"):
+        scr.SimilarCaseRetrievalLogic().ensureDependencies()
+    assert not installed
+
+
+def test_old_python_gets_one_message_naming_the_slicer_version(scr):
+    assert scr.unsupportedPythonMessage((3, 12, 10)) is None
+    message = scr.unsupportedPythonMessage((3, 9, 10))
+    assert "Slicer 5.10" in message and "3.9.10" in message and "\n" not in message
+
+
+def test_module_file_parses_with_the_python_3_9_grammar():
+    import ast
+
+    ast.parse(MODULE_FILE.read_text(encoding="utf-8"), feature_version=(3, 9))
+
+
+def test_only_a_real_archive_is_remembered(scr, tmp_path):
+    assert scr.rememberableArchive("") is None and scr.rememberableArchive(".") is None
+    assert scr.rememberableArchive(str(tmp_path / "partial")) is None  # a path typed halfway
+    (tmp_path / "cases.sqlite").write_bytes(b"")
+    assert scr.rememberableArchive(str(tmp_path)) == str(tmp_path)
 
 
 def test_module_imports_no_qt_at_top_level():
