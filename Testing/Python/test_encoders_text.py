@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -130,3 +132,16 @@ def test_text_quantization_is_part_of_the_config_and_the_cache_key(sentence_mode
     assert (
         sorted(option.choices) == sorted(QUANTIZATIONS) and option.default == ModelConfig().text_quantization
     )
+
+
+def test_loading_the_text_model_leaves_the_process_environment_alone(monkeypatch):
+    """Slicer's interpreter is shared with other extensions: offline loading is asked of this load only."""
+    from SimilarCaseRetrievalLib.encoders import text
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(text, "_LOADED", {})  # load again, not from the per-process cache
+    assert text.load_sentence_model("default") is not None
+    with pytest.raises(CaseInputError, match="cannot load text model"):  # a hub name is never downloaded
+        text.load_sentence_model("scr-no-such-org/scr-no-such-model")
+    assert "HF_HUB_OFFLINE" not in os.environ and "TRANSFORMERS_OFFLINE" not in os.environ

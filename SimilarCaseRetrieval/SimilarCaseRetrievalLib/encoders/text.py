@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,12 +48,11 @@ def load_sentence_model(name: str, where: str | Path | None = None, quantization
     if quantization == "int8":
         model = quantize_int8(load_sentence_model(name, where), where or name)
     else:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
         try:
-            model = SentenceTransformer(resolved, device="cpu")
+            # Offline for this load only: the process environment (Slicer's shared interpreter) is left alone.
+            model = SentenceTransformer(resolved, device="cpu", local_files_only=True)
         except Exception as exc:  # missing folder, not a sentence-transformers model, offline hub miss
             raise CaseInputError(
                 where or name,
