@@ -70,11 +70,17 @@ def test_protocol_rejects_unknown_and_malformed_requests():
 
 
 def test_server_answers_every_request_once_and_skips_a_cancelled_queued_one():
-    """The request loop in-process: a queued request cancelled before it starts never runs."""
+    """The request loop in-process: the cancel of queued request 2 is read while request 1 runs, so request 2
+    never starts; a malformed line gets one error; every request ends exactly once."""
     ran = []
+    server = None
 
     def handler(kind, params, progress):
         ran.append(params["n"])
+        if params["n"] == 1:  # hold request 1 until the reader thread has seen the cancel of request 2
+            deadline = time.monotonic() + 10
+            while 2 not in server.cancelled and time.monotonic() < deadline:
+                time.sleep(0.005)
         progress(1, 2, "half")
         return {"n": params["n"]}
 
@@ -83,17 +89,28 @@ def test_server_answers_every_request_once_and_skips_a_cancelled_queued_one():
         protocol.encode({"id": 2, "type": "ping", "params": {"n": 2}}),
         protocol.encode({"id": 2, "type": "cancel"}),
         "not json\n",
+        protocol.encode({"id": 3, "type": "ping", "params": {"n": 3}}),
     ]
-    # the cancel is read before request 2 starts only if request 1 is still running: hold request 1 until then
     out = io.StringIO()
     server = Server(handler, out)
-    server.cancelled.add(2)  # as the reader thread would have recorded it
-    server.serve(io.StringIO("".join(lines)))
+    assert server.serve(io.StringIO("".join(lines))) == 0
     events = [protocol.decode_event(line) for line in out.getvalue().splitlines()]
-    ends = {e.id: e.event for e in events if e.ends_request}
-    assert ends == {1: "result", 2: "cancelled", None: "error"}
-    assert ran == [1]
-    assert [e.fraction for e in events if e.event == "progress"] == [0.5]
+    assert events[0].event == "ready"
+    ends = [(e.id, e.event) for e in events if e.ends_request]
+    assert sorted(ends, key=str) == sorted([(1, "result"), (2, "cancelled"), (None, "error"), (3, "result")], key=str)
+    assert ran == [1, 3]
+    assert [e.fraction for e in events if e.event == "progress"] == [0.5, 0.5]
+
+
+def test_similar_cases_serve_is_the_same_worker(tmp_path):
+    import sys
+
+    worker = WorkerClient([sys.executable, "-m", "SimilarCaseRetrievalLib.cli", "serve"], log_path=tmp_path / "log")
+    try:
+        assert worker.call("ping", timeout=60)["pid"] == worker.worker_pid
+    finally:
+        worker.close()
+    assert not worker.running
 
 
 def test_search_refine_case_record_and_input_errors_through_a_real_worker(client, tiny, tmp_path):
