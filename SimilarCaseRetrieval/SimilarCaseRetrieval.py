@@ -514,8 +514,15 @@ class SimilarCaseRetrievalWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self.logic.session.cancel(self._activeRequest)
 
     # -- actions -----------------------------------------------------------------------------
+    def _dependenciesReady(self) -> bool:
+        """torch and the requirements are there (installed now after one confirmation); errors shown here."""
+        ready = False
+        with slicer.util.tryWithErrorDisplay(_("The Python packages are not ready.")):
+            ready = self.logic.ensureDependencies()
+        return ready
+
     def onDemoArchive(self) -> None:
-        if not self.logic.ensureDependencies():
+        if not self._dependenciesReady():
             return
         self._start(
             _("Building and indexing the synthetic demo archive (first time only, about a minute)..."),
@@ -529,7 +536,7 @@ class SimilarCaseRetrievalWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._status(_("Demo archive ready: a demo case is the query. Click Find similar cases."))
 
     def onSearch(self) -> None:
-        if not self.logic.ensureDependencies():
+        if not self._dependenciesReady():
             return
         self.segmentEditorWidget.setActiveEffect(None)
         self._start(
@@ -604,7 +611,7 @@ class SimilarCaseRetrievalWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._keepPolling()
 
     def onAddCase(self) -> None:
-        if not self.logic.ensureDependencies():
+        if not self._dependenciesReady():
             return
         self._start(
             _("Adding the case to the archive..."),
@@ -839,7 +846,7 @@ class SimilarCaseRetrievalLogic(ScriptedLoadableModuleLogic):
             slicer_layout.restore_layout(self.session.previous_layout)
         slicer_layout.show_in_standard_views(loaded.reference_volume)
         if getattr(slicer, "app", None) is not None:
-            slicer.app.layoutManager().resetSliceViews()
+            slicer.util.resetSliceViews()
 
     def queryAsLoadedCase(self, parameterNode):
         from SimilarCaseRetrievalLib import mrml
@@ -857,9 +864,10 @@ class SimilarCaseRetrievalLogic(ScriptedLoadableModuleLogic):
             extent_mm=mrml.mask_extent_mm(mask),
         )
 
-    def startSideBySide(self, parameterNode, count=None, done=None, **callbacks) -> int:
+    def startSideBySide(self, parameterNode, count=None, done=None, failed=None, **callbacks) -> int:
         """Load the top `count` hits (moved onto the query's segment, removed at the next search) and show them
-        beside the query in linked viewers; `done` gets {view name: slice node}. Returns the last request."""
+        beside the query in linked viewers; `done` gets {view name: slice node}, or `failed` the first error,
+        once, when every case has answered. Returns the last request (they end in order)."""
         from SimilarCaseRetrievalLib import slicer_layout
 
         result = self.lastResult
@@ -868,25 +876,43 @@ class SimilarCaseRetrievalLogic(ScriptedLoadableModuleLogic):
         count = int(count or parameterNode.viewerCount)
         query = self.queryAsLoadedCase(parameterNode)
         caseIds = [hit["case_id"] for hit in result["hits"][:count]]
-        loaded = {}
+        loaded, errors = {}, []
+
+        def answered():
+            if len(loaded) + len(errors) < len(caseIds):
+                return
+            if errors:
+                if failed is not None:
+                    failed(errors[0])
+                return
+            if self.session.previous_layout is None:
+                self.session.previous_layout = slicer_layout.current_layout()
+            views = slicer_layout.show_side_by_side(query, [loaded[c] for c in caseIds])
+            if done is not None:
+                done(views)
 
         def collect(case):
             loaded[case.case_id] = case
-            if len(loaded) == len(caseIds):
-                if self.session.previous_layout is None:
-                    self.session.previous_layout = slicer_layout.current_layout()
-                views = slicer_layout.show_side_by_side(query, [loaded[c] for c in caseIds])
-                if done is not None:
-                    done(views)
+            answered()
+
+        def fail(error):
+            errors.append(error)
+            answered()
 
         requestId = None
         for caseId in caseIds:
-            requestId = self.session.load_case(caseId, preview=True, done=collect, **callbacks)
+            requestId = self.session.load_case(caseId, preview=True, done=collect, failed=fail, **callbacks)
         return requestId
 
     def showSideBySide(self, parameterNode, count=None) -> dict:
-        views = {}
-        self._wait(self.startSideBySide(parameterNode, count, done=views.update))
+        views, errors = {}, []
+        requestId = self.startSideBySide(parameterNode, count, done=views.update, failed=errors.append)
+        try:
+            self._wait(requestId)
+        except ValueError:
+            pass  # reported through `failed` (the first error) below
+        if errors:
+            raise errors[0]
         return views
 
     # -- annotators --------------------------------------------------------------------------------

@@ -71,22 +71,37 @@ def test_top_level_cmake_declares_the_extension():
 
 def test_top_level_cmake_requires_slicer_5_10_and_names_the_contributors():
     text = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
-    assert re.search(r'if\(Slicer_REQUIRED_PYTHON_VERSION VERSION_LESS "3\.10"\)\s*\n\s*message\(FATAL_ERROR', text)
+    assert re.search(
+        r'if\(Slicer_REQUIRED_PYTHON_VERSION VERSION_LESS "3\.10"\)\s*\n\s*message\(FATAL_ERROR', text
+    )
     contributors = re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]+)"\)', text).group(1)
     assert contributors != "SimilarCaseRetrieval developers"
-    assert re.fullmatch(r"[^,()]+ \([^()]+\)(, [^,()]+ \([^()]+\))*", contributors), "Name (Organisation), ..."
+    assert re.fullmatch(r"[^,()]+ \([^()]+\)(, [^,()]+ \([^()]+\))*", contributors), (
+        "Name (Organisation), ..."
+    )
 
 
 def test_extensions_index_entry_draft_matches_the_extension():
     """The draft catalog entry (schema 1.0.1, as MONAIAuto3DSeg.json in Slicer/ExtensionsIndex)."""
     import json
 
-    entry = json.loads((ROOT / "packaging" / "ExtensionsIndex" / "SimilarCaseRetrieval.json").read_text(encoding="utf-8"))
+    entry = json.loads(
+        (ROOT / "packaging" / "ExtensionsIndex" / "SimilarCaseRetrieval.json").read_text(encoding="utf-8")
+    )
     text = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json#")
     assert {"$schema", "category", "scm_url"} <= set(entry)
-    assert set(entry) <= {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
-                          "build_subdirectory", "enabled", "tier"}
+    assert set(entry) <= {
+        "$schema",
+        "category",
+        "scm_url",
+        "scm_revision",
+        "scm_type",
+        "build_dependencies",
+        "build_subdirectory",
+        "enabled",
+        "tier",
+    }
     assert entry["build_dependencies"] == ["PyTorch"]
     assert f'set(EXTENSION_CATEGORY "{entry["category"]}")' in text
     homepage = re.search(r'set\(EXTENSION_HOMEPAGE "([^"#]+)', text).group(1)

@@ -89,8 +89,15 @@ def test_add_current_case_keeps_pixel_type_and_geometry_and_is_found_at_once(scr
     node, query_case = test._queryFromArchiveCase(logic, index=2)
     # a T1 as a scanner gives it: int16, on its own (coarser, shifted) grid
     t1 = sitk.Cast(sitk.Round(slicer_image(node.t1Volume)), sitk.sitkInt16)
-    t1 = sitk.Resample(t1, [s // 2 for s in t1.GetSize()[:2]] + [t1.GetSize()[2]], sitk.Transform(), sitk.sitkNearestNeighbor,
-                       t1.GetOrigin(), [sp * 2 for sp in t1.GetSpacing()[:2]] + [t1.GetSpacing()[2]], t1.GetDirection())
+    t1 = sitk.Resample(
+        t1,
+        [s // 2 for s in t1.GetSize()[:2]] + [t1.GetSize()[2]],
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor,
+        t1.GetOrigin(),
+        [sp * 2 for sp in t1.GetSpacing()[:2]] + [t1.GetSpacing()[2]],
+        t1.GetDirection(),
+    )
     from SimilarCaseRetrievalLib import mrml
 
     node.t1Volume = mrml.volume_node_from_image(t1, "scanner T1")
@@ -174,7 +181,9 @@ def test_search_with_filters_and_report_lookup(scr, tiny_archive):
     logic.close()
 
 
-def test_scene_hygiene_previews_replaced_deleted_nodes_reloaded_original_loaded_layout_restored(scr, tiny_archive):
+def test_scene_hygiene_previews_replaced_deleted_nodes_reloaded_original_loaded_layout_restored(
+    scr, tiny_archive
+):
     from SimilarCaseRetrievalLib import slicer_layout
 
     logic = scr.SimilarCaseRetrievalLogic()
@@ -203,7 +212,10 @@ def test_scene_hygiene_previews_replaced_deleted_nodes_reloaded_original_loaded_
     assert loaded.transform is None and loaded is not logic.session.previews[top]
     logic.showLoadedCase(loaded)
     assert layout.GetViewArrangement() == 3  # the user's layout is back
-    assert slicer_layout.composite_node(views[slicer_layout.QUERY_VIEW]).GetBackgroundVolumeID() == query_view_volume
+    assert (
+        slicer_layout.composite_node(views[slicer_layout.QUERY_VIEW]).GetBackgroundVolumeID()
+        == query_view_volume
+    )
     # the next search removes the previous previews (the user's loaded case stays)
     logic.search(node)
     assert volumes() - start == 1 and not logic.session.previews
@@ -251,5 +263,7 @@ def test_demo_builds_indexes_shows_a_query_and_a_second_click_does_not_duplicate
     stamp = (demo / "cases.sqlite").stat().st_mtime_ns
     logic.loadDemo(node, archiveDir=demo, modelDir=model_dir, nCases=6, size="tiny")  # second click
     assert (demo / "cases.sqlite").stat().st_mtime_ns == stamp  # nothing rebuilt
-    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == volumes  # replaced, not added
+    assert (
+        slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == volumes
+    )  # replaced, not added
     logic.close()

@@ -9,7 +9,6 @@ import signal
 import time
 
 import pytest
-
 from SimilarCaseRetrievalLib.worker import protocol
 from SimilarCaseRetrievalLib.worker.client import WorkerClient
 from SimilarCaseRetrievalLib.worker.server import Server
@@ -97,7 +96,9 @@ def test_server_answers_every_request_once_and_skips_a_cancelled_queued_one():
     events = [protocol.decode_event(line) for line in out.getvalue().splitlines()]
     assert events[0].event == "ready"
     ends = [(e.id, e.event) for e in events if e.ends_request]
-    assert sorted(ends, key=str) == sorted([(1, "result"), (2, "cancelled"), (None, "error"), (3, "result")], key=str)
+    assert sorted(ends, key=str) == sorted(
+        [(1, "result"), (2, "cancelled"), (None, "error"), (3, "result")], key=str
+    )
     assert ran == [1, 3]
     assert [e.fraction for e in events if e.event == "progress"] == [0.5, 0.5]
 
@@ -105,7 +106,9 @@ def test_server_answers_every_request_once_and_skips_a_cancelled_queued_one():
 def test_similar_cases_serve_is_the_same_worker(tmp_path):
     import sys
 
-    worker = WorkerClient([sys.executable, "-m", "SimilarCaseRetrievalLib.cli", "serve"], log_path=tmp_path / "log")
+    worker = WorkerClient(
+        [sys.executable, "-m", "SimilarCaseRetrievalLib.cli", "serve"], log_path=tmp_path / "log"
+    )
     try:
         assert worker.call("ping", timeout=60)["pid"] == worker.worker_pid
     finally:
@@ -124,7 +127,9 @@ def test_search_refine_case_record_and_input_errors_through_a_real_worker(client
     assert len(result["hits"]) == 4 and progress and all(p.fraction is None for p in progress)
     ids = [hit["case_id"] for hit in result["hits"]]
     refined = client.call(
-        "refine", {"result_id": result["result_id"], "relevant": [ids[-1]], "not_relevant": [ids[1]]}, timeout=120
+        "refine",
+        {"result_id": result["result_id"], "relevant": [ids[-1]], "not_relevant": [ids[1]]},
+        timeout=120,
     )
     assert refined["refined"] == 1 and refined["result_id"] != result["result_id"]
     record = client.call("case", {"archive": str(archive), "case_id": case.case_id}, timeout=60)
