@@ -17,21 +17,13 @@ from pathlib import Path
 
 
 def query_files(archive: Path, folder: Path) -> dict:
-    import SimpleITK as sitk
-
+    """The archive's first case written as the module writes a query."""
     from SimilarCaseRetrievalLib.store import CaseStore
+    from SimilarCaseRetrievalLib.worker.handlers import write_case_images
 
     with CaseStore(archive, create=False) as store:
         case = store.get(store.ids()[0])
-        study = store.load_study(case)
-        mask = store.load_mask(case, study)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, image in study.sequences.items():
-        paths[name] = str(folder / f"{name}.nrrd")
-        sitk.WriteImage(image, paths[name])
-    sitk.WriteImage(mask, str(folder / "mask.nrrd"))
-    return {"sequences": paths, "reference": "T2", "mask": str(folder / "mask.nrrd"), "text": case.notes}
+        return {**write_case_images(store, case, folder, list(case.sequences)), "text": case.notes}
 
 
 def timed_search(client, params) -> tuple[float, float]:

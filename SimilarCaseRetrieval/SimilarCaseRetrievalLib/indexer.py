@@ -280,8 +280,8 @@ def index_archive(
                     report.embedded.extend(ids)
                 cases[n], reads[n] = [], []  # free the ROIs
                 bar.update(len(loaded))
-                if on_progress is not None:
-                    on_progress(bar.n, len(todo))
+                if on_progress is not None:  # (a disabled tqdm bar does not count)
+                    on_progress(sum(len(chunk) for chunk in chunks[: n + 1]), len(todo))
         finally:
             for f in [f for chunk in reads for f in chunk]:
                 f.cancel()

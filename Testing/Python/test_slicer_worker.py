@@ -30,22 +30,14 @@ def client(tmp_path):
 
 
 def query_files(archive, folder, index=0):
-    """A stored case written as the module writes a query: each sequence and the mask as NRRD."""
-    import SimpleITK as sitk
+    """A stored case written as the module writes a query: each sequence (int16 here) and the mask as NRRD."""
     from SimilarCaseRetrievalLib.store import CaseStore
+    from SimilarCaseRetrievalLib.worker.handlers import write_case_images
 
     with CaseStore(archive, create=False) as store:
         case = store.get(store.ids()[index])
-        study = store.load_study(case)
-        mask = store.load_mask(case, study)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, image in study.sequences.items():
-        paths[name] = str(folder / f"{name}.nrrd")
-        sitk.WriteImage(sitk.Cast(sitk.Round(image), sitk.sitkInt16), paths[name])
-    sitk.WriteImage(mask, str(folder / "mask.nrrd"))
-    query = {"sequences": paths, "reference": "T2", "mask": str(folder / "mask.nrrd"), "text": case.notes}
-    return case, query
+        written = write_case_images(store, case, folder, list(case.sequences))
+    return case, {**written, "text": case.notes}
 
 
 def wait_for(condition, client, timeout=60.0):

@@ -145,7 +145,8 @@ def main(argv=None) -> int:
     from SimilarCaseRetrievalLib import mrml, slicer_layout
     from SimilarCaseRetrievalLib.resources import default_model_dir
     from SimilarCaseRetrievalLib.search import SearchEngine
-    from SimilarCaseRetrievalLib.slicer_logic import RetrievalSession, build_query, hit_rows
+    from SimilarCaseRetrievalLib.slicer_logic import hit_rows
+    from SimilarCaseRetrievalLib.worker.handlers import result_summary
 
     shipped = default_model_dir()
     model_dir = args.model or (shipped if (shipped / "config.json").is_file() else None)
@@ -165,10 +166,9 @@ def main(argv=None) -> int:
     segmentation, segment_id = mrml.segmentation_from_mask(
         mask, "query seg", reference_volume_node=volumes["T2"]
     )
-    query = build_query(volumes, segmentation, segment_id, text=notes, reference="T2")
-    session = RetrievalSession()
-    result = session.search(query, archive, k=10, text_weight=0.3, model_dir=model_dir)
-    engine = session.engine
+    # the search the module's worker runs (here in-process: a figure script, no GUI to keep responsive)
+    engine = SearchEngine(archive, model_dir)
+    result = engine.search(study=study, mask=mask, text=notes, k=10, text_weight=0.3)
     hits = [mrml.load_case(engine.store, hit.case_id) for hit in result.hits[: args.hits]]
     query_case = mrml.LoadedCase(
         case_id="query",
@@ -176,8 +176,8 @@ def main(argv=None) -> int:
         segmentation=segmentation,
         segment_id=segment_id,
         reference="T2",
-        centre_ras=mrml.mask_centre_ras(query.mask),
-        extent_mm=mrml.mask_extent_mm(query.mask),
+        centre_ras=mrml.mask_centre_ras(mask),
+        extent_mm=mrml.mask_extent_mm(mask),
     )
     slice_nodes = slicer_layout.show_side_by_side(query_case, hits)
     images = render_views(slice_nodes, [query_case, *hits], scene)
@@ -198,8 +198,8 @@ def main(argv=None) -> int:
         ]
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    draw(images, titles, view_colors, hit_rows(result), result, args.out, caption)
-    session.close()
+    draw(images, titles, view_colors, hit_rows(result_summary(0, result)), result, args.out, caption)
+    engine.close()
     print(f"wrote {args.out}")
     return 0
 
