@@ -284,10 +284,11 @@ class SimilarCaseRetrievalWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.segmentation.currentNodeChanged.connect(self.onSegmentationChanged)
         self.ui.segmentSelector.currentSegmentChanged.connect(self.onSegmentChanged)
         self.ui.t2Volume.currentNodeChanged.connect(self.onReferenceVolumeChanged)
-        self.ui.archiveFolder.currentPathChanged.connect(
-            lambda path: self._setParameter("archiveFolder", path)
-        )
-        self.ui.modelFolder.currentPathChanged.connect(lambda path: self._setParameter("modelFolder", path))
+        for name in ("archiveFolder", "modelFolder"):  # the field's own text: compared as is in _updateGui
+            widget = getattr(self.ui, name)
+            widget.currentPathChanged.connect(
+                lambda path, name=name, widget=widget: self._setParameter(name, widget.currentPath)
+            )
         for name in MANUAL_TEXT_PARAMETERS:
             widget = getattr(self.ui, name)
             widget.textChanged.connect(

@@ -223,3 +223,17 @@ def test_module_imports_no_qt_at_top_level():
     source = MODULE_FILE.read_text(encoding="utf-8")
     top_level_imports = re.findall(r"^(?:import|from) (\w+)", source, flags=re.MULTILINE)
     assert not {"qt", "ctk", "torch", "SimpleITK"} & set(top_level_imports)
+
+
+def test_help_texts_describe_the_one_mark_control():
+    """The panel's tooltips, the module help and the guide all describe the same control (no tick boxes)."""
+    from SimilarCaseRetrievalLib.slicer_logic import MARK_SYMBOLS, RESULT_COLUMNS
+
+    ui = UI_FILE.read_text(encoding="utf-8")
+    guide = (ROOT / "docs" / "slicer.md").read_text(encoding="utf-8")
+    help_text = MODULE_FILE.read_text(encoding="utf-8")
+    for text in (ui, guide, help_text):
+        assert not re.search(r"\b[Tt]ick|untick", text)
+    for symbol in (MARK_SYMBOLS["relevant"], MARK_SYMBOLS["not relevant"]):
+        assert symbol in ui and symbol in guide
+    assert RESULT_COLUMNS[0] == "Mark" and RESULT_COLUMNS.index("Case") < RESULT_COLUMNS.index("Report")

@@ -191,3 +191,20 @@ def test_a_crashed_worker_fails_its_open_request_once_and_the_next_request_resta
     assert len(errors) == 1 and isinstance(errors[0], protocol.WorkerError)
     assert "stopped" in str(errors[0]) and "\n" not in str(errors[0])
     assert client.call("ping", timeout=60)["pid"] != first and client.starts == 2
+
+
+def test_the_worker_finds_the_library_without_pythonpath(tmp_path):
+    """PythonSlicer (a launcher) sets PYTHONPATH itself: the worker command must not depend on it."""
+    import sys
+
+    from SimilarCaseRetrievalLib.worker.client import LIB_PARENT, worker_command, worker_environment
+
+    env = worker_environment()
+    env["PYTHONPATH"] = str(tmp_path)  # nothing useful there
+    worker = WorkerClient(worker_command(sys.executable), env, log_path=tmp_path / "log")
+    try:
+        answer = worker.call("ping", timeout=60)
+        assert answer["pid"] == worker.worker_pid
+        assert answer["library"] == str(LIB_PARENT / "SimilarCaseRetrievalLib")  # this copy, not an installed one
+    finally:
+        worker.close()

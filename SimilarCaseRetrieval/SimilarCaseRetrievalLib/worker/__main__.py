@@ -7,7 +7,12 @@ import sys
 
 from .server import main
 
-if __name__ == "__main__":
+
+def run() -> int:
     # Offline is set in this process only (never in Slicer's interpreter): nothing is downloaded at run time.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sys.exit(main())
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(run())

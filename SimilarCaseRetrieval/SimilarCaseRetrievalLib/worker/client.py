@@ -31,9 +31,17 @@ log = logging.getLogger(__name__)
 LIB_PARENT = Path(__file__).resolve().parents[2]  # the folder holding SimilarCaseRetrievalLib/
 
 
+# Puts the library's folder on sys.path itself: a launcher such as PythonSlicer sets its own PYTHONPATH.
+BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from SimilarCaseRetrievalLib.worker.__main__ import run; sys.exit(run())"
+)
+
+
 def worker_command(python: str | None = None) -> list[str]:
-    """The command line of the worker: `<python> -m SimilarCaseRetrievalLib.worker`."""
-    return [python or sys.executable, "-m", "SimilarCaseRetrievalLib.worker"]
+    """The command line of the worker (what `python -m SimilarCaseRetrievalLib.worker` runs), importing the
+    library from this folder whatever the environment's PYTHONPATH."""
+    return [python or sys.executable, "-c", BOOTSTRAP, str(LIB_PARENT)]
 
 
 def worker_environment(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -138,13 +146,6 @@ class WorkerClient:
                 pass
         if process is not None and process.poll() is None:
             process.kill()
-
-    def restart(self) -> None:
-        self.kill()
-        if self._process is not None:
-            self._process.wait(timeout=30)
-        self._drain_until_exit()
-        self.start()
 
     def close(self, timeout: float = 10.0) -> None:
         """Ask the worker to finish and exit; kill it if it does not within `timeout` seconds."""

@@ -166,7 +166,11 @@ class WorkerSession:
         import os
 
         time.sleep(max(0.0, float(hold_seconds)))
-        return {"pid": os.getpid(), "engine": self.engine_key[0] if self.engine_key else None}
+        return {
+            "pid": os.getpid(),
+            "library": str(Path(__file__).resolve().parents[1]),
+            "engine": self.engine_key[0] if self.engine_key else None,
+        }
 
     def on_search(
         self,
