@@ -53,6 +53,7 @@ class QueryFiles:
 
     params: dict[str, Any]
     mask: sitk.Image
+    folder: Path | None = None  # removed once the worker has answered
 
 
 def export_query(
@@ -101,7 +102,7 @@ def export_query(
         "text": text or "",
         "segment_id": segment,
     }
-    return QueryFiles(params=params, mask=mask)
+    return QueryFiles(params=params, mask=mask, folder=folder)
 
 
 def _safe_name(name: str) -> str:
@@ -195,12 +196,14 @@ class RetrievalSession:
         failed: Callable[[Exception], None] | None = None,
         progress: Callable[[Event], None] | None = None,
         cancelled: Callable[[], None] | None = None,
+        scratch: Path | None = None,
     ) -> int:
         """Send one request; `adopt(result)` (GUI thread, scene changes) turns the result into what `done`
-        receives and `wait` returns."""
+        receives and `wait` returns. `scratch`: a folder of files for the worker, removed when it has answered."""
         request_id = None
 
         def finish(value):
+            _remove(scratch)
             try:
                 value = adopt(value) if adopt is not None else value
             except Exception as exc:  # adopting (e.g. reading the written files) failed: report it
@@ -211,6 +214,7 @@ class RetrievalSession:
                 done(value)
 
         def fail(exc):
+            _remove(scratch)
             self._record(request_id, ("error", exc))
             if failed is not None:
                 failed(exc)
@@ -274,7 +278,7 @@ class RetrievalSession:
             self.result, self.marks, self.archive = result, {}, str(archive)
             return result
 
-        return self.request("search", params, adopt=adopt, **callbacks)
+        return self.request("search", params, adopt=adopt, scratch=query.folder, **callbacks)
 
     @staticmethod
     def _callbacks(options: dict) -> dict:
@@ -360,7 +364,7 @@ class RetrievalSession:
             "case_id": case_id,
             **fields,
         }
-        return self.request("add_case", params, **callbacks)
+        return self.request("add_case", params, scratch=query.folder, **callbacks)
 
     def demo(self, archive, *, model_dir=None, n_cases: int = 60, size: str = "small", **callbacks) -> int:
         """Build (first use only) and index the demo archive; `done` gets (archive path, case record, LoadedCase
@@ -405,6 +409,11 @@ class RetrievalSession:
     def close(self) -> None:
         self.client.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _remove(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _str_or_none(path) -> str | None:

@@ -176,6 +176,7 @@ def test_search_with_filters_and_report_lookup(scr, tiny_archive):
     assert result is logic.lastResult
     assert result["hits"] and all(hit["label"] == query_case.label for hit in result["hits"])
     assert query_case.case_id in [hit["case_id"] for hit in result["hits"]]
+    assert not list(logic.session.scratch.rglob("*.nrrd"))  # the query's files are gone once answered
     assert logic.reportOf(query_case.case_id) == query_case.report
     assert logic.reportOf("no-such-case") == ""
     logic.close()
