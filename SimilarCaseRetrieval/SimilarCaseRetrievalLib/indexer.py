@@ -227,8 +227,8 @@ def index_archive(
     measured no faster, docs/benchmarks.md) read studies and extract ROIs up to two chunks ahead while this
     thread encodes each chunk's texts (torch with `threads` intra-op threads), runs the CNN on its ROIs and
     commits it. `text_cache`: reuse raw sentence embeddings from ``index/sentences.sqlite`` (see
-    encoders/text.py). `on_progress(done, total)` follows each chunk. The embeddings do not depend on `readers`, processes or the cache (up to float rounding
-    of batched matrix products)."""
+    encoders/text.py). The embeddings do not depend on `readers`, processes or the cache (up to float rounding
+    of batched matrix products). `on_progress(done, total)` is called after each chunk (cases embedded so far)."""
     from tqdm import tqdm
 
     require_cases(store)
