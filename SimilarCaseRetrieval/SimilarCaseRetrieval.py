@@ -832,11 +832,12 @@ class SimilarCaseRetrievalLogic(ScriptedLoadableModuleLogic):
     # -- scene -----------------------------------------------------------------------------------
     def startLoadCase(self, caseId: str, parameterNode=None, **callbacks) -> int:
         archive = self._archive(parameterNode) if parameterNode is not None else None
-        return self.session.load_case(caseId, archive, **callbacks)
+        return self.session.load_case(caseId, archive, sequences="all", **callbacks)
 
     def loadCase(self, caseId: str, parameterNode=None):
-        """Load an archive case (its reference sequence + its segment) into the scene; returns a LoadedCase.
-        It is the case as stored, never the copy moved for the side-by-side view."""
+        """Load an archive case (every sequence, int16 where whole numbers, and its segment) into the scene;
+        returns a LoadedCase. It is the case as stored, never the copy moved for the side-by-side view (whose
+        previews hold the reference sequence only)."""
         return self._wait(self.startLoadCase(caseId, parameterNode))
 
     def showLoadedCase(self, loaded) -> None:
@@ -1079,8 +1080,8 @@ class SimilarCaseRetrievalTest(ScriptedLoadableModuleTest):
         before = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
         loaded = logic.loadCase(hits[1]["case_id"], node)
         after = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
-        self.assertEqual(list(loaded.volumes), ["T2"])  # only the shown sequence is loaded
-        self.assertEqual(after - before, 1)
+        self.assertEqual(set(loaded.volumes), set(queryCase.sequences))
+        self.assertEqual(after - before, len(loaded.volumes))
         self.assertIsNotNone(loaded.segmentation)
         self.assertEqual(mrml.segment_ids(loaded.segmentation), [loaded.segment_id])
         logic.close()

@@ -319,8 +319,8 @@ class RetrievalSession:
     def load_case(
         self, case_id: str, archive=None, *, preview: bool = False, sequences=None, **callbacks
     ) -> int:
-        """Put a case in the scene: its reference sequence (others when asked) and its segment. Cases already
-        in the scene are reused; a case whose nodes were deleted is loaded again."""
+        """Put a case in the scene: its reference sequence (`sequences`: others too, "all": every one) and its
+        segment. Cases already in the scene are reused; a case whose nodes were deleted is loaded again."""
         from . import mrml
 
         cache = self.previews if preview else self.loaded
@@ -332,7 +332,7 @@ class RetrievalSession:
             "archive": str(archive or self.archive),
             "case_id": case_id,
             "folder": str(self.query_folder()),
-            "sequences": list(sequences or []),
+            "sequences": sequences if sequences == "all" else list(sequences or []),
         }
 
         def adopt(written):

@@ -228,10 +228,12 @@ class WorkerSession:
         return case_summary(self.store_for(archive).get(case_id))
 
     def on_case_images(self, progress: Progress, archive, case_id, folder, sequences=None) -> dict[str, Any]:
-        """Write the case's `sequences` (default: the reference only) and its mask, on the reference grid, as NRRD
-        into `folder`: what the module loads into the scene."""
+        """Write the case's `sequences` (default: the reference only; "all": every one) and its mask, on the
+        reference grid, as NRRD into `folder`: what the module loads into the scene."""
         store = self.store_for(archive)
         case = store.get(case_id)
+        if sequences == "all":
+            sequences = list(case.sequences)
         return {"case": case_summary(case), **write_case_images(store, case, Path(folder), sequences)}
 
     def on_add_case(
