@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from SimilarCaseRetrievalLib.annotation.strategies import (
     k_center_greedy,
     label_entropy,
@@ -61,7 +60,9 @@ def test_uncertainty_ranks_the_tie_first_with_its_two_diagnoses():
 
 def test_uncertainty_with_terms_names_the_most_uncertain_terms():
     terms = np.array([[0.5, 0.99], [0.9, 0.02], [0.1, 0.1], [0.95, 0.97]])
-    picks = select("uncertainty", 1, CANDIDATES, LABELLED, term_probs=terms, terms=["solid:present", "fat:present"])
+    picks = select(
+        "uncertainty", 1, CANDIDATES, LABELLED, term_probs=terms, terms=["solid:present", "fat:present"]
+    )
     assert picks[0].index == 0
     assert picks[0].reason.startswith("terms uncertain: solid:present 0.50")
 
@@ -84,7 +85,9 @@ def test_near_duplicates_are_flagged_and_ranked_last():
     assert "near-duplicate" in picks[-1].reason
     assert all(p.duplicate_of is None for p in picks[:-1])
     # a stricter threshold: no longer a duplicate
-    assert all(p.duplicate_of is None for p in select("diversity", 5, candidates, LABELLED, duplicate_threshold=1.01))
+    assert all(
+        p.duplicate_of is None for p in select("diversity", 5, candidates, LABELLED, duplicate_threshold=1.01)
+    )
 
 
 def test_random_is_seeded_and_covers_every_candidate():
