@@ -14,11 +14,11 @@ For each data set (MMOTU ultrasound, the synthetic ovarian-MRI archive):
    (the function `similar-cases suggest` uses) on that round's embeddings and head probabilities;
 4. up to 100 % of the pool; mean and 95 % t-interval over seeds; curves in a PNG.
 
-Usage (the numbers in docs/annotation.md):
+Usage (the exact commands behind the numbers are in docs/annotation.md):
     nice -n 10 python benchmarks/sim_active_learning.py --mmotu /work/shared/data/mmotu-otu2d-train \
-        --synthetic /tmp/i15/synthetic --seeds 5 --out /tmp/i15/sim \
-        --figure docs/figures/annotation_learning_curves.png
-(``--synthetic`` is an archive folder made by ``make_archive(folder, n_cases=300, seed=0, size='small')``.)
+        --synthetic SYNTHETIC_ARCHIVE --seeds 5 --out OUT --figure docs/figures/annotation_learning_curves.png
+(SYNTHETIC_ARCHIVE: ``make_archive(folder, n_cases=300, seed=0, size='small')``; the data sets can also run in
+separate processes, each with its own --out, and the figure be drawn afterwards with --plot-from.)
 """
 
 from __future__ import annotations
@@ -317,7 +317,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="/tmp/sim-active-learning")
     p.add_argument("--figure", default=None, help="PNG of the learning curves")
     p.add_argument("--progress", action="store_true")
+    p.add_argument(
+        "--plot-from",
+        nargs="+",
+        metavar="RESULTS_JSON",
+        help="only draw --figure from earlier runs' results.json",
+    )
     args = p.parse_args(argv)
+    if args.plot_from:
+        if not args.figure:
+            p.error("--plot-from needs --figure")
+        merged: dict = {}
+        for path in args.plot_from:
+            merged.update(json.loads(Path(path).read_text(encoding="utf-8"))["results"])
+        plot(merged, Path(args.figure))
+        print(f"figure: {args.figure}")
+        return 0
     args.widths = tuple(int(w) for w in args.widths.split(","))
     if "random" not in args.strategies:
         p.error("--strategies must include random (the baseline)")
