@@ -273,6 +273,41 @@ def summarise(curves: dict[str, np.ndarray], fractions: list[float]) -> dict:
     return out
 
 
+def paired_gain(curves: dict[str, list[list[float]]], until: float, fractions: list[float]) -> dict:
+    """Per strategy: mean over the rounds with a labelled share <= ``until`` of (strategy - random) mAP@10,
+    paired by seed (same starting labels), with its 95 % t-interval over seeds."""
+    from scipy.stats import t as student
+
+    rounds = [i for i, f in enumerate(fractions) if f <= until + 1e-9]
+    base = np.asarray(curves["random"])[:, rounds]
+    out = {}
+    for name, c in curves.items():
+        if name == "random":
+            continue
+        diff = (np.asarray(c)[:, rounds] - base).mean(axis=1)
+        half = (
+            student.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / math.sqrt(len(diff))
+            if len(diff) > 1
+            else 0
+        )
+        out[name] = [
+            round(float(diff.mean()), 4),
+            round(float(diff.mean() - half), 4),
+            round(float(diff.mean() + half), 4),
+        ]
+    return out
+
+
+def print_gains(name: str, res: dict) -> None:
+    fractions = res["summary"]["strategies"]["random"]["fractions"]
+    for until in (0.5, 1.0):
+        gains = paired_gain(res["curves"], until, fractions)
+        text = ", ".join(f"{s} {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}]" for s, g in gains.items())
+        print(
+            f"{name}: mean mAP@10 gain over random, paired by seed, rounds up to {until:.0%} labelled: {text}"
+        )
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -330,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         merged: dict = {}
         for path in args.plot_from:
             merged.update(json.loads(Path(path).read_text(encoding="utf-8"))["results"])
+        for name, res in merged.items():
+            print_gains(name, res)
         plot(merged, Path(args.figure))
         print(f"figure: {args.figure}")
         return 0
@@ -384,8 +421,9 @@ def main(argv: list[str] | None = None) -> int:
                 + f"  reaches random's final at {v['reaches_random_final_at']}"
                 + f" (its interval at {v['reaches_random_final_interval_at']})"
             )
+        print_gains(name, results[name])
         (out / "results.json").write_text(
-            json.dumps({"args": vars(args), "results": results}, indent=1, default=str)
+            json.dumps({"args": vars(args), "results": results}, indent=1, default=str), encoding="utf-8"
         )
     if args.figure:
         plot(results, Path(args.figure))
