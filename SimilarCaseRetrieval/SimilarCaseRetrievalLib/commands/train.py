@@ -122,7 +122,14 @@ def run(args: argparse.Namespace) -> int:
         from ..encoders.text import load_sentence_model, sentence_dim
 
         config.text_dim = sentence_dim(load_sentence_model(config.text_model))
-    print(f"{len(cases)} case(s), sequences {sequences}, grid {list(grid)}: extracting ROIs", file=sys.stderr)
+    from ..annotation.pool import is_labelled
+
+    n_labelled = sum(1 for c in cases if is_labelled(c))
+    print(
+        f"{len(cases)} case(s) ({n_labelled} labelled: diagnosis/terms heads; all: self-supervised), "
+        f"sequences {sequences}, grid {list(grid)}: extracting ROIs",
+        file=sys.stderr,
+    )
     rois = load_rois(store, cases, config, progress=not args.quiet)
 
     def report(record: dict) -> None:
@@ -152,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     )
     encoder.config.metrics["train_seconds"] = round(time.perf_counter() - start, 1)
     encoder.config.metrics["data"] = source
+    encoder.config.metrics["n_labelled"] = n_labelled
     encoder.save(out)
     write_model_card(encoder, out)
     if not args.keep_checkpoint and args.resume is None:

@@ -170,13 +170,19 @@ def as_training_data(
 
 
 def split_validation(data: TrainingData, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train / validation indices, grouped by ``groups`` (patient id): no patient in both parts."""
+    """Train / validation indices, grouped by ``groups`` (patient id): no patient in both parts.
+
+    Only groups with a diagnosed case are drawn for validation (its mAP needs diagnoses): the cases of groups
+    without any diagnosis always train (the self-supervised and instance losses use them; the supervised
+    losses skip them). With every case diagnosed this is the plain grouped split."""
     if fraction <= 0 or len(data) < 4:
         return np.arange(len(data)), np.zeros(0, dtype=int)
-    groups = sorted(set(data.groups))
+    groups = sorted({g for g, label in zip(data.groups, data.labels, strict=True) if label})
     rng = np.random.default_rng(seed)
     rng.shuffle(groups)
-    n_val = max(1, round(fraction * len(groups)))
+    n_val = min(max(1, round(fraction * len(groups))), len(groups) - 1)
+    if n_val < 1:
+        return np.arange(len(data)), np.zeros(0, dtype=int)
     val_groups = set(groups[:n_val])
     is_val = np.array([g in val_groups for g in data.groups])
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)

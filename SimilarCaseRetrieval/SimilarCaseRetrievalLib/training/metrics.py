@@ -18,13 +18,15 @@ def map_at_k(
 ) -> float:
     """Mean over labelled queries of AP@k = sum_{r<=k} P@r * rel_r / min(R, k), R = relevant in the gallery.
 
-    Cosine similarity (rows L2-normalised; zero rows rank last). A gallery item with the query's id is skipped.
-    Queries with no relevant item in the gallery are left out.
+    Cosine similarity (rows L2-normalised; zero rows rank last). A gallery item with the query's id is skipped,
+    and so are gallery items without a label (not yet annotated: unjudged, not wrong). Queries with no relevant
+    item in the gallery are left out.
     """
     if len(queries) == 0 or len(gallery) == 0:
         return float("nan")
     sims = np.asarray(queries, np.float32) @ np.asarray(gallery, np.float32).T
     glab = np.array([lab if lab is not None else "\0none" for lab in gallery_labels], dtype=object)
+    sims[:, glab == "\0none"] = -np.inf  # unlabelled gallery items rank last (after every labelled one)
     self_index = [-1] * len(queries)
     if query_ids is not None and gallery_ids is not None:
         pos = {g: j for j, g in enumerate(gallery_ids)}
