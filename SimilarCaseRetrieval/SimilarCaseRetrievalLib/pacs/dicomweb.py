@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -36,6 +37,7 @@ class DicomWebPacs:
         from dicomweb_client.api import DICOMwebClient
 
         self.config = config
+        logging.getLogger("dicomweb_client").setLevel(logging.WARNING)  # one INFO line per request
         session = requests.Session()
         session.verify = config.verify
         if config.auth == "basic":

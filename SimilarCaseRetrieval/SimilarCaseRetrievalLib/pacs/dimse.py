@@ -47,7 +47,11 @@ class DimsePacs:
     """A DICOM node (AE title, host, port)."""
 
     def __init__(self, config: PacsConfig):
+        import logging
+
         self.config = config
+        # pynetdicom logs every identifier (patient names included) at INFO: keep its log to warnings.
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
     # ---- associations ------------------------------------------------------------------------------------
     def _ae(self):
