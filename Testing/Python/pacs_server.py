@@ -157,3 +157,10 @@ class Orthanc:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+
+    def delete_series(self, series_uid: str) -> None:
+        found = self.request(
+            "POST", "/tools/find", json.dumps({"Level": "Series", "Query": {"SeriesInstanceUID": series_uid}}).encode()
+        )
+        for orthanc_id in found or []:
+            self.request("DELETE", f"/series/{orthanc_id}")

@@ -23,13 +23,20 @@ from pathlib import Path
 from ..errors import CaseInputError
 from .connection import SeriesInfo
 
-_FAT_SAT = r"\bfs\b|fat.?sat|spir|spair|dixon.?w"
+def _word(pattern: str) -> str:
+    """`pattern` as a whole token: not inside a longer run of letters/digits (underscores separate, as in
+    Siemens' t1_tse_tra)."""
+    return rf"(?<![a-z0-9])(?:{pattern})(?![a-z0-9])"
+
+
+_FAT_SAT = _word("fs|fat.?sat|spir|spair|dixon.?w|fatsat")
+_T1, _T2 = _word("t1"), _word("t2")
 DEFAULT_RULES = {
     "sequences": {
-        "T1FS": {"description": rf"(?i)\bt1\b.*({_FAT_SAT})|({_FAT_SAT}).*\bt1\b", "modality": "MR"},
-        "T1": {"description": r"(?i)\bt1\b", "exclude": rf"(?i){_FAT_SAT}|\bpost\b|gado|\+c\b", "modality": "MR"},
-        "T2": {"description": r"(?i)\bt2\b", "exclude": rf"(?i){_FAT_SAT}|stir|flair", "modality": "MR"},
-        "DWI": {"description": r"(?i)\bdwi\b|diffusion|\btrace\b", "modality": "MR"},
+        "T1FS": {"description": rf"(?i){_T1}.*{_FAT_SAT}|{_FAT_SAT}.*{_T1}", "modality": "MR"},
+        "T1": {"description": rf"(?i){_T1}", "exclude": rf"(?i){_FAT_SAT}|{_word('post|gado|gd')}|\+c", "modality": "MR"},
+        "T2": {"description": rf"(?i){_T2}", "exclude": rf"(?i){_FAT_SAT}|stir|flair", "modality": "MR"},
+        "DWI": {"description": rf"(?i){_word('dwi|diffusion|trace|adc')}", "modality": "MR"},
     },
     "required": ["T2", "T1", "T1FS"],
 }

@@ -99,9 +99,14 @@ def case_id_for(study_uid: str) -> str:
     return "pacs-" + hashlib.sha256(study_uid.encode("ascii")).hexdigest()[:12]
 
 
+IGNORED_MODALITIES = ("KO", "PR")  # key object selections (our answers) and presentation states
+
+
 def signature(series: Sequence[SeriesInfo]) -> str:
-    """Changes when a series is added, removed, or gains / loses instances."""
-    text = "\n".join(sorted(f"{s.series_uid}:{s.n_instances}" for s in series))
+    """Changes when a series is added, removed, or gains / loses instances (KOS and presentation states
+    excepted: storing an answer back must not make the study look changed)."""
+    kept = [s for s in series if s.modality not in IGNORED_MODALITIES]
+    text = "\n".join(sorted(f"{s.series_uid}:{s.n_instances}" for s in kept))
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
 
 
@@ -157,7 +162,8 @@ def sync_archive(
 ) -> SyncReport:
     """Add or update a case for every new or changed study matching `options.filters`.
 
-    `on_study(study_uid)` is called before each study is read (tests use it to change the PACS mid-sync).
+    `on_study(study_uid)` is called between listing a study's series and reading them (tests use it to
+    change the PACS mid-sync).
     PACS failures (down, 401...) stop the sync with a `PacsError`; what was committed stays.
     """
     from tqdm import tqdm
@@ -171,13 +177,13 @@ def sync_archive(
     studies = pacs.find_studies(options.filters)
     report.found = len(studies)
     for info in tqdm(studies, desc="PACS sync", unit="study", disable=not progress):
-        if on_study is not None:
-            on_study(info.study_uid)
         try:
             series = pacs.find_series(info.study_uid)
         except PacsNotFound:
             report.skipped.append((info.study_uid, "gone from the PACS while reading it"))
             continue
+        if on_study is not None:
+            on_study(info.study_uid)
         sig = signature(series)
         old = known.get(info.study_uid)
         if old is not None and old.signature == sig and (old.status == "skipped" or old.case_id in store):
