@@ -77,9 +77,23 @@ class DicomWebPacs:
                 raise PacsNotFound(where, f"{what}: not found (HTTP 404)", "check the UID and the URL") from None
             raise PacsError(where, f"{what}: HTTP {status}", "check the PACS logs") from None
 
+    def _qido(self, path: str, filters: dict[str, str], fields: Sequence[str], offset: int) -> list[dict]:
+        """One QIDO-RS page. The query string is built here, keeping `*` wildcards literal: some servers
+        (Orthanc 1.10) do not decode %2A, which dicomweb-client sends."""
+        from urllib.parse import urlencode
+
+        params = [*filters.items(), *(("includefield", f) for f in fields), ("limit", PAGE), ("offset", offset)]
+        answer = self._session.get(
+            f"{self.config.url}/{path}?{urlencode(params, safe='*')}",
+            headers={"Accept": "application/dicom+json"},
+            timeout=self.config.timeout,
+        )
+        answer.raise_for_status()
+        return answer.json() if answer.content else []
+
     def _paged(self, what: str, page: Callable[[int], list[dict]]) -> list[dict]:
         """All rows of a QIDO search, PAGE rows at a time (stops on a short or repeated page: some servers
-        ignore `offset`, and dicomweb-client's own paging then never ends)."""
+        ignore `offset`, and a naive "until empty" loop then never ends)."""
         rows: list[dict] = []
         seen: set[str] = set()
         while True:
@@ -98,10 +112,7 @@ class DicomWebPacs:
         found: dict[str, StudyInfo] = {}
         for query in filters.queries():
             rows = self._paged(
-                "study search",
-                lambda offset, q=query: self._client.search_for_studies(
-                    search_filters=q, fields=list(STUDY_FIELDS), limit=PAGE, offset=offset
-                ),
+                "study search", lambda offset, q=query: self._qido("studies", q, STUDY_FIELDS, offset)
             )
             for row in rows:
                 info = study_info(Dataset.from_json(row))
@@ -113,9 +124,7 @@ class DicomWebPacs:
 
         rows = self._paged(
             f"series search of study {study_uid}",
-            lambda offset: self._client.search_for_series(
-                study_instance_uid=study_uid, fields=[*SERIES_FIELDS, *RULE_FIELDS], limit=PAGE, offset=offset
-            ),
+            lambda offset: self._qido(f"studies/{study_uid}/series", {}, (*SERIES_FIELDS, *RULE_FIELDS), offset),
         )
         return [series_info(Dataset.from_json(row)) for row in rows]
 
@@ -131,6 +140,9 @@ class DicomWebPacs:
     def store(self, datasets: Sequence[Dataset]) -> None:
         if not datasets:
             return
+        for ds in datasets:  # without a preamble the PACS keeps (and later serves) a file pydicom won't read
+            if getattr(ds, "preamble", None) is None:
+                ds.preamble = b"\0" * 128
         answer = self._call("store", lambda: self._client.store_instances(list(datasets)))
         failed = answer.get("FailedSOPSequence") if answer is not None else None
         if failed:
