@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    files = make_archive(out / "files", n_cases=args.cases, seed=0, size=args.size, ingest=False, progress=False)
+    files = make_archive(
+        out / "files", n_cases=args.cases, seed=0, size=args.size, ingest=False, progress=False
+    )
 
     start = time.perf_counter()
     with CaseStore(out / "ingested") as store:
@@ -82,9 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     per_min = lambda seconds: 60.0 * args.cases / seconds  # noqa: E731
     print(f"{args.cases} studies ({args.size} grid, {instances} DICOM instances); Orthanc on localhost")
     print(f"  DICOM export {export_s:.1f} s, upload (REST) {upload_s:.1f} s")
-    print(f"  {'file-based ingest (validated)':32s} {ingest_s:7.1f} s  {per_min(ingest_s):8.0f} studies/min  1.00x")
+    print(
+        f"  {'file-based ingest (validated)':32s} {ingest_s:7.1f} s  {per_min(ingest_s):8.0f} studies/min  1.00x"
+    )
     for name, seconds in rows:
-        print(f"  {'sync ' + name:32s} {seconds:7.1f} s  {per_min(seconds):8.0f} studies/min  {ingest_s / seconds:.2f}x")
+        print(
+            f"  {'sync ' + name:32s} {seconds:7.1f} s  {per_min(seconds):8.0f} studies/min  {ingest_s / seconds:.2f}x"
+        )
     return 0
 
 

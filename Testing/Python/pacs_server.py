@@ -37,7 +37,11 @@ def find_orthanc() -> tuple[str, str] | None:
     """(Orthanc binary, DICOMweb plugin) or None when not installed."""
     binary = shutil.which("Orthanc") or next((b for b in BINARY_CANDIDATES if os.path.exists(b)), None)
     plugin = next(
-        (str(Path(d) / "libOrthancDicomWeb.so") for d in PLUGIN_DIRS if (Path(d) / "libOrthancDicomWeb.so").exists()),
+        (
+            str(Path(d) / "libOrthancDicomWeb.so")
+            for d in PLUGIN_DIRS
+            if (Path(d) / "libOrthancDicomWeb.so").exists()
+        ),
         None,
     )
     return (binary, plugin) if binary and plugin else None
@@ -74,7 +78,12 @@ class Orthanc:
             "AuthenticationEnabled": auth,
             "RegisteredUsers": {USER: PASSWORD} if auth else {},
             "Plugins": [plugin],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "StudiesMetadata": "Full", "SeriesMetadata": "Full"},
+            "DicomWeb": {
+                "Enable": True,
+                "Root": "/dicom-web/",
+                "StudiesMetadata": "Full",
+                "SeriesMetadata": "Full",
+            },
             "DicomModalities": {CLIENT_AET: [CLIENT_AET, "127.0.0.1", self.move_port]},
             "DicomAlwaysAllowFind": True,
             "DicomAlwaysAllowGet": True,
@@ -88,7 +97,9 @@ class Orthanc:
         self.config_path = folder / "orthanc.json"
         self.config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
         self.log = (folder / "orthanc.log").open("w", encoding="utf-8")
-        self.process = subprocess.Popen([binary, str(self.config_path)], stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [binary, str(self.config_path)], stdout=self.log, stderr=subprocess.STDOUT
+        )
         self._wait()
 
     @property
@@ -116,14 +127,18 @@ class Orthanc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"Orthanc exited ({self.process.returncode}); see {self.folder / 'orthanc.log'}")
+                raise RuntimeError(
+                    f"Orthanc exited ({self.process.returncode}); see {self.folder / 'orthanc.log'}"
+                )
             try:
                 self.request("GET", "/system")
                 return
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"Orthanc did not answer within {timeout:.0f} s; see {self.folder / 'orthanc.log'}")
+        raise RuntimeError(
+            f"Orthanc did not answer within {timeout:.0f} s; see {self.folder / 'orthanc.log'}"
+        )
 
     def upload_folder(self, folder: Path) -> int:
         """POST every .dcm file under `folder` to /instances; -> number of files."""
@@ -135,7 +150,9 @@ class Orthanc:
     def study_id(self, study_uid: str) -> str | None:
         """Orthanc's id of a study (None when absent)."""
         found = self.request(
-            "POST", "/tools/find", json.dumps({"Level": "Study", "Query": {"StudyInstanceUID": study_uid}}).encode()
+            "POST",
+            "/tools/find",
+            json.dumps({"Level": "Study", "Query": {"StudyInstanceUID": study_uid}}).encode(),
         )
         return found[0] if found else None
 
@@ -160,7 +177,9 @@ class Orthanc:
 
     def delete_series(self, series_uid: str) -> None:
         found = self.request(
-            "POST", "/tools/find", json.dumps({"Level": "Series", "Query": {"SeriesInstanceUID": series_uid}}).encode()
+            "POST",
+            "/tools/find",
+            json.dumps({"Level": "Series", "Query": {"SeriesInstanceUID": series_uid}}).encode(),
         )
         for orthanc_id in found or []:
             self.request("DELETE", f"/series/{orthanc_id}")

@@ -46,7 +46,9 @@ def test_dimse_address_and_config_file(tmp_path):
     assert (config.transport, config.aet, config.host, config.port) == ("dimse", "PACS", "10.0.0.5", 104)
     path = tmp_path / "pacs.json"
     path.write_text(
-        json.dumps({"url": "https://p/dicom-web", "auth": "bearer", "token_env": "SITE_TOKEN", "verify": "/ca.pem"}),
+        json.dumps(
+            {"url": "https://p/dicom-web", "auth": "bearer", "token_env": "SITE_TOKEN", "verify": "/ca.pem"}
+        ),
         encoding="utf-8",
     )
     config = load_config(path, environ={"SITE_TOKEN": "abc"})
@@ -145,7 +147,9 @@ def exported_case(pacs_cases):
 def test_mr_series_round_trip_keeps_voxels_and_geometry(exported_case):
     case, study, _, datasets = exported_case
     for name in case.sequences:
-        series = [d for d in datasets if d.Modality == "MR" and d.SeriesDescription == SERIES_DESCRIPTIONS[name]]
+        series = [
+            d for d in datasets if d.Modality == "MR" and d.SeriesDescription == SERIES_DESCRIPTIONS[name]
+        ]
         image = series_image(list(reversed(series)), name)  # order comes from positions, not from the list
         original = study.sequences[name]
         assert np.array_equal(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(original))
@@ -159,7 +163,11 @@ def test_mr_series_round_trip_keeps_voxels_and_geometry(exported_case):
 def test_seg_round_trip_keeps_mask_label_and_terms(exported_case):
     case, _, mask, datasets = exported_case
     seg = next(d for d in datasets if d.Modality == "SEG")
-    source = [d for d in datasets if d.Modality == "MR" and d.SeriesInstanceUID == seg.ReferencedSeriesSequence[0].SeriesInstanceUID]
+    source = [
+        d
+        for d in datasets
+        if d.Modality == "MR" and d.SeriesInstanceUID == seg.ReferencedSeriesSequence[0].SeriesInstanceUID
+    ]
     (info,) = seg_segments(seg)
     assert (info.name, info.label, info.terms) == ("lesion", case.label, case.terms)
     segment = read_segment(seg, source, None, "seg")

@@ -20,7 +20,13 @@ import pytest
 import SimpleITK as sitk
 from pacs_server import CLIENT_AET, PASSWORD, USER, free_port
 from SimilarCaseRetrievalLib.cli import main
-from SimilarCaseRetrievalLib.pacs.connection import PacsConfig, PacsError, PacsNotFound, StudyFilter, open_pacs
+from SimilarCaseRetrievalLib.pacs.connection import (
+    PacsConfig,
+    PacsError,
+    PacsNotFound,
+    StudyFilter,
+    open_pacs,
+)
 from SimilarCaseRetrievalLib.pacs.kos import read_kos
 from SimilarCaseRetrievalLib.pacs.privacy import Pseudonymizer
 from SimilarCaseRetrievalLib.pacs.sync import STAGING_FOLDER, SyncOptions, case_id_for, records, sync_archive
@@ -102,7 +108,9 @@ def query_case(store: CaseStore):
 
 # ---- the round trip ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("transport", ["dicomweb", "dimse-move"])
-def test_round_trip_gives_the_file_archive_hits(transport, pacs, pacs_cases, model_dir, file_hits, tmp_path, capsys):
+def test_round_trip_gives_the_file_archive_hits(
+    transport, pacs, pacs_cases, model_dir, file_hits, tmp_path, capsys
+):
     archive, dicom = pacs_cases
     synced = tmp_path / "archive"
     report = sync(pacs, synced, transport)
@@ -128,7 +136,17 @@ def test_round_trip_gives_the_file_archive_hits(transport, pacs, pacs_cases, mod
     assert main(["index", "--archive", str(synced), "--model", str(model_dir), "--quiet"]) == 0
     spec = pacs.url if transport == "dicomweb" else pacs.dimse
     out = tmp_path / "hits.json"
-    argv = ["search", "--archive", str(synced), "--model", str(model_dir), "--pacs", spec, "--study", query_uid]
+    argv = [
+        "search",
+        "--archive",
+        str(synced),
+        "--model",
+        str(model_dir),
+        "--pacs",
+        spec,
+        "--study",
+        query_uid,
+    ]
     assert main([*argv, "--store-result", "--json", str(out)]) == 0
     hits = json.loads(out.read_text(encoding="utf-8"))["hits"]
     study_of = {case_id_for(uid): uid for uid, _ in file_hits}
@@ -178,7 +196,11 @@ def test_changed_study_is_read_again_and_report_comes_from_csv(pacs, pacs_cases,
 # ---- faults ---------------------------------------------------------------------------------------------
 def _one_line_error(argv, capsys, *needles):
     assert main(argv) == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith("Loading weights")]
+    lines = [
+        line
+        for line in capsys.readouterr().err.splitlines()
+        if line.strip() and not line.startswith("Loading weights")
+    ]
     assert len(lines) == 1, lines  # (the text model's own progress bar aside)
     err = lines[0]
     for needle in needles:
@@ -188,8 +210,13 @@ def _one_line_error(argv, capsys, *needles):
 
 def test_server_down_is_one_line(tmp_path, capsys):
     port = free_port()
-    for spec, needle in ((f"http://127.0.0.1:{port}/dicom-web", "cannot connect"), (f"dimse://X@127.0.0.1:{port}", "no association")):
-        _one_line_error(["pacs", "sync", "--archive", str(tmp_path / "a"), "--pacs", spec, "--quiet"], capsys, needle)
+    for spec, needle in (
+        (f"http://127.0.0.1:{port}/dicom-web", "cannot connect"),
+        (f"dimse://X@127.0.0.1:{port}", "no association"),
+    ):
+        _one_line_error(
+            ["pacs", "sync", "--archive", str(tmp_path / "a"), "--pacs", spec, "--quiet"], capsys, needle
+        )
 
 
 def test_authentication(orthanc_auth, pacs_cases, tmp_path, capsys, monkeypatch):
@@ -219,7 +246,17 @@ def test_unknown_study_is_404_or_a_one_line_error(pacs, tmp_path, capsys, model_
     archive = tmp_path / "a"
     sync(pacs, archive)
     assert main(["index", "--archive", str(archive), "--model", str(model_dir), "--quiet"]) == 0
-    argv = ["search", "--archive", str(archive), "--model", str(model_dir), "--pacs", pacs.url, "--study", "1.2.3.4"]
+    argv = [
+        "search",
+        "--archive",
+        str(archive),
+        "--model",
+        str(model_dir),
+        "--pacs",
+        pacs.url,
+        "--study",
+        "1.2.3.4",
+    ]
     _one_line_error(argv, capsys, "study 1.2.3.4", "not in the PACS")
 
 
@@ -243,9 +280,13 @@ def test_malformed_and_missing_seg_are_skipped_with_reasons(pacs, pacs_cases, tm
     import pydicom
 
     rows = list(studies(pacs_cases[1]).items())
-    (bad_case, bad), (no_seg_case, no_seg) = rows[0], rows[1]
+    (bad_case, bad), (_, no_seg) = rows[0], rows[1]
     seg = pydicom.dcmread(pacs_cases[1] / bad_case / "seg.dcm")
-    seg.SeriesInstanceUID, seg.SOPInstanceUID, seg.SeriesNumber = seg.SeriesInstanceUID + ".9", seg.SOPInstanceUID + ".9", 101
+    seg.SeriesInstanceUID, seg.SOPInstanceUID, seg.SeriesNumber = (
+        seg.SeriesInstanceUID + ".9",
+        seg.SOPInstanceUID + ".9",
+        101,
+    )
     seg.file_meta.MediaStorageSOPInstanceUID = seg.SOPInstanceUID
     seg.PixelData = seg.PixelData[: len(seg.PixelData) // 3]
     open_pacs(config(pacs, "dicomweb")).store([seg])
@@ -268,7 +309,9 @@ def test_kill_9_mid_sync_leaves_nothing_half_stored(pacs, tmp_path):
     archive = tmp_path / "a"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     argv = [sys.executable, "-m", "SimilarCaseRetrievalLib.cli", "pacs", "sync", "--archive", str(archive)]
-    process = subprocess.Popen([*argv, "--pacs", pacs.url, "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*argv, "--pacs", pacs.url, "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     while len(list(archive.glob("pacs/*/*"))) < 2 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)  # kill once a case is (probably) committed and the next one's files are in place
@@ -311,10 +354,17 @@ def test_viewer_retrieves_a_hit_and_stores_a_segment(pacs, pacs_cases, tmp_path)
         assert (folders["T2"] / ".complete").stat().st_mtime_ns == stamp  # cached: not fetched again
         mask = sitk.ReadImage(str(store.resolve(case.mask)))
         study_uid = next(r.study_uid for r in records(store).values() if r.case_id == case.case_id)
-    sop = store_segment_as_seg(connection, study_uid, mask, segment_name="cyst", label="endometrioma", terms=["t2_shading:present"])
+    sop = store_segment_as_seg(
+        connection, study_uid, mask, segment_name="cyst", label="endometrioma", terms=["t2_shading:present"]
+    )
     segs = [s for s in connection.find_series(study_uid) if s.modality == "SEG"]
     assert len(segs) == 2
-    new = next(s for s in segs for ds in connection.retrieve_series(study_uid, s.series_uid) if ds.SOPInstanceUID == sop)
+    new = next(
+        s
+        for s in segs
+        for ds in connection.retrieve_series(study_uid, s.series_uid)
+        if ds.SOPInstanceUID == sop
+    )
     (seg,) = connection.retrieve_series(study_uid, new.series_uid)
     source = connection.retrieve_series(study_uid, seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
     segment = read_segment(seg, source, "cyst", "new SEG")
@@ -330,7 +380,9 @@ def test_filters_select_studies(pacs, pacs_cases):
     assert len(connection.find_studies(StudyFilter(modality="MR"))) == 6
     assert connection.find_studies(StudyFilter(modality="CT")) == []
     web = open_pacs(config(pacs, "dicomweb"))
-    assert len(web.find_studies(StudyFilter(date_from="19000101", date_to="21000101", description="MR*"))) == 6
+    assert (
+        len(web.find_studies(StudyFilter(date_from="19000101", date_to="21000101", description="MR*"))) == 6
+    )
     assert web.find_studies(StudyFilter(date_to="19000101")) == []
     with pytest.raises(PacsError):
         open_pacs(PacsConfig(url=pacs.url + "/nowhere")).find_studies(StudyFilter())

@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sync.add_argument("--date-from", help="only studies on or after this date (YYYYMMDD or YYYY-MM-DD)")
     sync.add_argument("--date-to", help="only studies on or before this date")
     sync.add_argument("--description", help="only studies whose StudyDescription matches (* wildcards)")
-    sync.add_argument("--accession", action="append", default=[], help="only this accession number (repeatable)")
+    sync.add_argument(
+        "--accession", action="append", default=[], help="only this accession number (repeatable)"
+    )
     sync.add_argument("--accession-file", help="text file of accession numbers, one per line")
     sync.add_argument("--rules", help="sequence rules JSON (default: T2, T1, T1FS, DWI by SeriesDescription)")
     sync.add_argument("--sequences", help="sequences every case needs (comma-separated; default: the rules')")
@@ -38,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     export.add_argument("--cases", help="only these case ids (comma-separated)")
     export.add_argument("--no-sr", action="store_true", help="no SR (reports only in reports.csv)")
 
-    upload = verbs.add_parser("upload", help="store every .dcm file of a folder to the PACS (STOW-RS / C-STORE)")
+    upload = verbs.add_parser(
+        "upload", help="store every .dcm file of a folder to the PACS (STOW-RS / C-STORE)"
+    )
     upload.add_argument("folder", metavar="DIR")
     upload.add_argument("--pacs", required=True, help=PACS_HELP)
 

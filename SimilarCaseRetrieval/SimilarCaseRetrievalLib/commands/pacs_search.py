@@ -13,12 +13,16 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("PACS query (the study and its SEG are retrieved; --segment picks the segment)")
+    g = parser.add_argument_group(
+        "PACS query (the study and its SEG are retrieved; --segment picks the segment)"
+    )
     g.add_argument("--pacs", help=PACS_HELP)
     g.add_argument("--study", metavar="UID", help="Study Instance UID of the query study in the PACS")
     g.add_argument("--rules", help="sequence rules JSON (default rules: see docs/pacs.md)")
     g.add_argument(
-        "--store-result", action="store_true", help="store the hits to the PACS as a Key Object Selection document"
+        "--store-result",
+        action="store_true",
+        help="store the hits to the PACS as a Key Object Selection document",
     )
 
 
@@ -29,22 +33,26 @@ class PacsQuery:
         from ..errors import CaseInputError
 
         if not (args.pacs and args.study):
-            raise CaseInputError("--pacs/--study", "one given without the other", "give both --pacs and --study")
+            raise CaseInputError(
+                "--pacs/--study", "one given without the other", "give both --pacs and --study"
+            )
         for other in ("image", "mask", "queries", "load_query"):
             if getattr(args, other, None):
                 raise CaseInputError(
-                    "--study", f"given with --{other.replace('_', '-')}", "use either a PACS study or local files"
+                    "--study",
+                    f"given with --{other.replace('_', '-')}",
+                    "use either a PACS study or local files",
                 )
         self.args = args
         self.study: PacsStudy | None = None
 
     def read(self, engine):
         """Retrieve the study; -> (Study, mask, query text): the notes of its SR unless --text was given."""
+        from ..errors import CaseInputError
         from ..pacs.connection import open_pacs
         from ..pacs.query import StudySkipped, read_pacs_study
         from ..pacs.rules import SeriesRules
         from ..pacs.sync import case_id_for
-        from ..errors import CaseInputError
         from ..segmentation import conform_mask
         from ..study import study_from_images
 
@@ -54,7 +62,9 @@ class PacsQuery:
         try:
             self.study = read_pacs_study(self.pacs, args.study, rules, segment=args.segment)
         except StudySkipped as skip:
-            raise CaseInputError(f"study {args.study}", skip.reason, "check the UID, its SEG and series") from None
+            raise CaseInputError(
+                f"study {args.study}", skip.reason, "check the UID, its SEG and series"
+            ) from None
         if not args.query_id:
             args.query_id = case_id_for(args.study)
         reference = rules.required[0] if rules.required else None

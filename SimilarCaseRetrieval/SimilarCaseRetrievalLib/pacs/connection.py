@@ -77,7 +77,9 @@ class PacsConfig:
                 )
         elif not (self.aet and self.host and self.port):
             raise PacsError(
-                "PACS", "neither a DICOMweb url nor aet/host/port", "give a URL, dimse://AET@host:port or a config"
+                "PACS",
+                "neither a DICOMweb url nor aet/host/port",
+                "give a URL, dimse://AET@host:port or a config",
             )
         if self.auth not in ("none", "basic", "bearer"):
             raise PacsError(self.describe(), f"unknown auth {self.auth!r}", "use none, basic or bearer")
@@ -85,7 +87,9 @@ class PacsConfig:
             raise PacsError(self.describe(), f"unknown retrieve {self.retrieve!r}", "use get or move")
         if self.auth == "basic" and not (self.username and self.password):
             raise PacsError(
-                self.describe(), "basic authentication without user and password", f"set {ENV_USER} and {ENV_PASSWORD}"
+                self.describe(),
+                "basic authentication without user and password",
+                f"set {ENV_USER} and {ENV_PASSWORD}",
             )
         if self.auth == "bearer" and not self.token:
             raise PacsError(self.describe(), "bearer authentication without a token", f"set {ENV_TOKEN}")
@@ -129,7 +133,9 @@ def _read_config_file(path: Path) -> dict:
     known = {f.name for f in fields(PacsConfig)} | {"username_env", "password_env", "token_env"}
     unknown = sorted(set(values) - known) if isinstance(values, dict) else ["(not an object)"]
     if unknown:
-        raise PacsError(path, f"unknown setting(s) {', '.join(unknown)}", f"use only {', '.join(sorted(known))}")
+        raise PacsError(
+            path, f"unknown setting(s) {', '.join(unknown)}", f"use only {', '.join(sorted(known))}"
+        )
     return values
 
 

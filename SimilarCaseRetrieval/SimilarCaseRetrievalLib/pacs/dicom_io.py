@@ -20,7 +20,11 @@ if TYPE_CHECKING:
     from pydicom import Dataset
 
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-SR_CLASSES = ("1.2.840.10008.5.1.4.1.1.88.11", "1.2.840.10008.5.1.4.1.1.88.22", "1.2.840.10008.5.1.4.1.1.88.33")
+SR_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.88.11",
+    "1.2.840.10008.5.1.4.1.1.88.22",
+    "1.2.840.10008.5.1.4.1.1.88.33",
+)
 KOS_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
 LOCAL_SCHEME = "99SCR"  # our private coding scheme for diagnoses and lexicon terms in SEG segments
 HISTORY_CONCEPT = "121060"  # DCM "History": the clinical notes of an SR; other TEXT items make the report
@@ -32,7 +36,9 @@ def sort_slices(datasets: Sequence[Dataset], where: str) -> list[Dataset]:
     if not slices:
         raise CaseInputError(where, "no image slices with a position", "check that this is an image series")
     if any(int(d.get("NumberOfFrames", 1) or 1) > 1 for d in slices):
-        raise CaseInputError(where, "multi-frame images are not supported", "export the series as single frames")
+        raise CaseInputError(
+            where, "multi-frame images are not supported", "export the series as single frames"
+        )
     normal = _normal(slices[0])
     return sorted(slices, key=lambda d: float(np.dot(normal, np.asarray(d.ImagePositionPatient, float))))
 
@@ -54,14 +60,18 @@ def series_image(datasets: Sequence[Dataset], where: str) -> sitk.Image:
     try:
         planes = [_rescaled(d) for d in slices]
     except Exception as exc:  # noqa: BLE001 - pixel decoding errors come in many types
-        raise CaseInputError(where, f"unreadable pixel data ({exc})", "check the series in the PACS") from None
+        raise CaseInputError(
+            where, f"unreadable pixel data ({exc})", "check the series in the PACS"
+        ) from None
     if len({p.shape for p in planes}) != 1:
         raise CaseInputError(where, "slices of different sizes", "check the series in the PACS")
     array = np.stack(planes)
     if len(slices) > 1:
         steps = np.diff(positions @ normal)
         if np.any(steps <= 1e-6) or np.ptp(steps) > 0.01 * max(float(np.mean(steps)), 1e-6):
-            raise CaseInputError(where, "slices are duplicated or not evenly spaced", "export a regular volume")
+            raise CaseInputError(
+                where, "slices are duplicated or not evenly spaced", "export a regular volume"
+            )
         dz = float(np.mean(steps))
     else:
         dz = float(first.get("SpacingBetweenSlices", first.get("SliceThickness", 1.0)) or 1.0)
@@ -121,7 +131,9 @@ def seg_segments(seg: Dataset) -> list[Segment]:
 
 def _code(item: Dataset) -> str:
     value = item.get("CodeValue") or item.get("LongCodeValue") or ""
-    return str(value) if item.get("CodingSchemeDesignator") == LOCAL_SCHEME else str(item.get("CodeMeaning", ""))
+    return (
+        str(value) if item.get("CodingSchemeDesignator") == LOCAL_SCHEME else str(item.get("CodeMeaning", ""))
+    )
 
 
 def seg_source_series(seg: Dataset) -> str:

@@ -73,7 +73,7 @@ def copy_study_header(source: Dataset, ds: Dataset) -> None:
 def new_instance(sop_class: str, sop_uid: str) -> Dataset:
     """An empty dataset with its file meta (explicit VR little endian) and SOP identity."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
@@ -194,9 +194,9 @@ def seg_document(
         series_description=f"SEG {segment_name}",
     )
     if terms:
-        seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
-            segment_code(t) for t in terms
-        ]
+        seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[
+            0
+        ].SegmentedPropertyTypeModifierCodeSequence = [segment_code(t) for t in terms]
     return seg
 
 
@@ -237,7 +237,9 @@ def sr_root(ds: Dataset, title: Dataset, items: list[Dataset], *, template: str 
     ds.Manufacturer = MANUFACTURER
 
 
-def report_sr(header_source: Dataset | StudyHeader, report: str, notes: str, *, series_uid: str, sop_uid: str) -> Dataset:
+def report_sr(
+    header_source: Dataset | StudyHeader, report: str, notes: str, *, series_uid: str, sop_uid: str
+) -> Dataset:
     """A Comprehensive SR holding the report (Findings) and the clinical notes (History) as TEXT items."""
     ds = new_instance(COMPREHENSIVE_SR_CLASS, sop_uid)
     if isinstance(header_source, StudyHeader):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from .connection import (
@@ -61,10 +62,14 @@ class DicomWebPacs:
             ) from None
         except requests.exceptions.ConnectionError:
             raise PacsError(
-                where, f"{what}: cannot connect (server down or wrong URL)", "check the URL and that the PACS runs"
+                where,
+                f"{what}: cannot connect (server down or wrong URL)",
+                "check the URL and that the PACS runs",
             ) from None
         except requests.exceptions.Timeout:
-            raise PacsError(where, f"{what}: no answer in time", "raise `timeout` or check the PACS") from None
+            raise PacsError(
+                where, f"{what}: no answer in time", "raise `timeout` or check the PACS"
+            ) from None
         except requests.exceptions.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
             if status in (401, 403):
@@ -74,7 +79,9 @@ class DicomWebPacs:
                     "check SIMILAR_CASES_PACS_USER/PASSWORD or TOKEN (or the config file)",
                 ) from None
             if status == 404:
-                raise PacsNotFound(where, f"{what}: not found (HTTP 404)", "check the UID and the URL") from None
+                raise PacsNotFound(
+                    where, f"{what}: not found (HTTP 404)", "check the UID and the URL"
+                ) from None
             raise PacsError(where, f"{what}: HTTP {status}", "check the PACS logs") from None
 
     def _qido(self, path: str, filters: dict[str, str], fields: Sequence[str], offset: int) -> list[dict]:
@@ -82,7 +89,12 @@ class DicomWebPacs:
         (Orthanc 1.10) do not decode %2A, which dicomweb-client sends."""
         from urllib.parse import urlencode
 
-        params = [*filters.items(), *(("includefield", f) for f in fields), ("limit", PAGE), ("offset", offset)]
+        params = [
+            *filters.items(),
+            *(("includefield", f) for f in fields),
+            ("limit", PAGE),
+            ("offset", offset),
+        ]
         answer = self._session.get(
             f"{self.config.url}/{path}?{urlencode(params, safe='*')}",
             headers={"Accept": "application/dicom+json"},
@@ -97,7 +109,7 @@ class DicomWebPacs:
         rows: list[dict] = []
         seen: set[str] = set()
         while True:
-            batch = self._call(what, lambda: page(len(rows)))
+            batch = self._call(what, partial(page, len(rows)))
             keys = {json.dumps(r, sort_keys=True) for r in batch}
             if not batch or keys <= seen:
                 return rows
@@ -124,14 +136,18 @@ class DicomWebPacs:
 
         rows = self._paged(
             f"series search of study {study_uid}",
-            lambda offset: self._qido(f"studies/{study_uid}/series", {}, (*SERIES_FIELDS, *RULE_FIELDS), offset),
+            lambda offset: self._qido(
+                f"studies/{study_uid}/series", {}, (*SERIES_FIELDS, *RULE_FIELDS), offset
+            ),
         )
         return [series_info(Dataset.from_json(row)) for row in rows]
 
     def retrieve_series(self, study_uid: str, series_uid: str) -> list[Dataset]:
         datasets = self._call(
             f"retrieve of series {series_uid}",
-            lambda: self._client.retrieve_series(study_instance_uid=study_uid, series_instance_uid=series_uid),
+            lambda: self._client.retrieve_series(
+                study_instance_uid=study_uid, series_instance_uid=series_uid
+            ),
         )
         if not datasets:
             raise PacsNotFound(self.config.describe(), f"series {series_uid}: no instances", "check the UID")

@@ -94,12 +94,16 @@ class DimsePacs:
             for status, found in assoc.send_c_find(identifier, _FIND):
                 code = getattr(status, "Status", None)
                 if code is None:
-                    raise PacsError(self.config.describe(), f"{level.lower()} search: no answer", "retry later")
+                    raise PacsError(
+                        self.config.describe(), f"{level.lower()} search: no answer", "retry later"
+                    )
                 if code in (0xFF00, 0xFF01) and found is not None:
                     out.append(found)
                 elif code != 0x0000:
                     raise PacsError(
-                        self.config.describe(), f"{level.lower()} search failed (status 0x{code:04X})", "check the query"
+                        self.config.describe(),
+                        f"{level.lower()} search failed (status 0x{code:04X})",
+                        "check the query",
                     )
         return out
 
@@ -140,7 +144,9 @@ class DimsePacs:
         failed = [s for s in statuses if s not in (0x0000, 0xFF00, 0xFF01, 0xB000)]
         if not received:
             raise PacsNotFound(
-                self.config.describe(), f"series {series_uid}: nothing retrieved", "check the UID (study deleted?)"
+                self.config.describe(),
+                f"series {series_uid}: nothing retrieved",
+                "check the UID (study deleted?)",
             )
         if failed:
             raise PacsError(
@@ -201,7 +207,9 @@ class DimsePacs:
                 if code not in (0x0000, 0xB000, 0xB007, 0xB006):
                     shown = "no answer" if code is None else f"status 0x{code:04X}"
                     raise PacsError(
-                        self.config.describe(), f"store (C-STORE) refused an instance ({shown})", "check the PACS logs"
+                        self.config.describe(),
+                        f"store (C-STORE) refused an instance ({shown})",
+                        "check the PACS logs",
                     )
 
     def close(self) -> None:

@@ -41,7 +41,9 @@ def case_uid(case_id: str, *parts: str) -> str:
     return generate_uid(prefix=None, entropy_srcs=["similar-cases-export", case_id, *parts])
 
 
-def case_datasets(store: CaseStore, case: Case, *, with_sr: bool = True, with_seg: bool = True) -> list[Dataset]:
+def case_datasets(
+    store: CaseStore, case: Case, *, with_sr: bool = True, with_seg: bool = True
+) -> list[Dataset]:
     """The DICOM objects of one case of `store` (MR series per sequence, SEG, SR)."""
     import SimpleITK as sitk
 

@@ -161,7 +161,12 @@ def read_kos(ds: Dataset) -> tuple[list[KosHit], list[Reference]]:
                     )
                 )
     refs = [
-        Reference(str(s.StudyInstanceUID), str(se.SeriesInstanceUID), str(i.ReferencedSOPClassUID), str(i.ReferencedSOPInstanceUID))
+        Reference(
+            str(s.StudyInstanceUID),
+            str(se.SeriesInstanceUID),
+            str(i.ReferencedSOPClassUID),
+            str(i.ReferencedSOPInstanceUID),
+        )
         for s in ds.get("CurrentRequestedProcedureEvidenceSequence", [])
         for se in s.ReferencedSeriesSequence
         for i in se.ReferencedSOPSequence

@@ -22,7 +22,9 @@ class Pseudonymizer:
     def __init__(self, key: bytes):
         if len(key) < _MIN_KEY_BYTES:
             raise CaseInputError(
-                "site key", f"shorter than {_MIN_KEY_BYTES} bytes", "use a long random key, e.g. `openssl rand -hex 32`"
+                "site key",
+                f"shorter than {_MIN_KEY_BYTES} bytes",
+                "use a long random key, e.g. `openssl rand -hex 32`",
             )
         self._key = key
 
@@ -48,7 +50,9 @@ class Pseudonymizer:
             try:
                 return cls(path.read_bytes().strip())
             except OSError as exc:
-                raise CaseInputError(path, f"cannot read the site key ({exc.strerror})", "check the path") from None
+                raise CaseInputError(
+                    path, f"cannot read the site key ({exc.strerror})", "check the path"
+                ) from None
         if env.get(ENV_SITE_KEY):
             return cls(env[ENV_SITE_KEY].encode("utf-8"))
         raise CaseInputError(

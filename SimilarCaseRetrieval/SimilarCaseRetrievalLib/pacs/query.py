@@ -124,7 +124,9 @@ def read_pacs_study(
     accession = str(header.get("AccessionNumber", "") or "")
     if not (report or notes) and reports:
         report, notes = reports.get(accession, ("", ""))
-    references = [_reference(sort_slices(datasets, where)[len(datasets) // 2]) for datasets in retrieved.values()]
+    references = [
+        _reference(sort_slices(datasets, where)[len(datasets) // 2]) for datasets in retrieved.values()
+    ]
     references.append(_reference(seg))
     return PacsStudy(
         study_uid=study_uid,
@@ -146,4 +148,6 @@ def _retrieve(pacs: Pacs, study_uid: str, series_uid: str) -> list[Dataset]:
 
 
 def _reference(ds: Dataset) -> Reference:
-    return Reference(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPClassUID), str(ds.SOPInstanceUID))
+    return Reference(
+        str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPClassUID), str(ds.SOPInstanceUID)
+    )

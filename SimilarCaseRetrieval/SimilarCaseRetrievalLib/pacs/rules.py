@@ -23,6 +23,7 @@ from pathlib import Path
 from ..errors import CaseInputError
 from .connection import SeriesInfo
 
+
 def _word(pattern: str) -> str:
     """`pattern` as a whole token: not inside a longer run of letters/digits (underscores separate, as in
     Siemens' t1_tse_tra)."""
@@ -34,7 +35,11 @@ _T1, _T2 = _word("t1"), _word("t2")
 DEFAULT_RULES = {
     "sequences": {
         "T1FS": {"description": rf"(?i){_T1}.*{_FAT_SAT}|{_FAT_SAT}.*{_T1}", "modality": "MR"},
-        "T1": {"description": rf"(?i){_T1}", "exclude": rf"(?i){_FAT_SAT}|{_word('post|gado|gd')}|\+c", "modality": "MR"},
+        "T1": {
+            "description": rf"(?i){_T1}",
+            "exclude": rf"(?i){_FAT_SAT}|{_word('post|gado|gd')}|\+c",
+            "modality": "MR",
+        },
         "T2": {"description": rf"(?i){_T2}", "exclude": rf"(?i){_FAT_SAT}|stir|flair", "modality": "MR"},
         "DWI": {"description": rf"(?i){_word('dwi|diffusion|trace|adc')}", "modality": "MR"},
     },
@@ -81,7 +86,9 @@ class SeriesRules:
             ]
             required = list(data.get("required", list(sequences)))
         except (KeyError, TypeError, AttributeError, re.error) as exc:
-            raise CaseInputError(where, f"bad sequence rules ({exc})", "see docs/pacs.md for the format") from None
+            raise CaseInputError(
+                where, f"bad sequence rules ({exc})", "see docs/pacs.md for the format"
+            ) from None
         unknown = [r for r in required if r not in sequences]
         if unknown:
             raise CaseInputError(where, f"required sequence(s) without a rule: {unknown}", "add their rules")

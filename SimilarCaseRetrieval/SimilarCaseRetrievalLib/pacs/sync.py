@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 from ..store import Case, CaseStore
 from .connection import Pacs, PacsNotFound, SeriesInfo, StudyFilter
@@ -124,7 +123,9 @@ def records(store: CaseStore) -> dict[str, StudyRecord]:
             "SELECT study_uid, case_id, signature, status, reason, series, refs FROM pacs_studies"
         ).fetchall()
     return {
-        r[0]: StudyRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), [Reference(**x) for x in json.loads(r[6])])
+        r[0]: StudyRecord(
+            r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), [Reference(**x) for x in json.loads(r[6])]
+        )
         for r in rows
     }
 
@@ -193,13 +194,20 @@ def sync_archive(
             continue
         try:
             study = read_pacs_study(
-                pacs, info.study_uid, options.rules, segment=options.segment, reports=options.reports, series=series
+                pacs,
+                info.study_uid,
+                options.rules,
+                segment=options.segment,
+                reports=options.reports,
+                series=series,
             )
         except StudySkipped as skip:
             report.skipped.append((info.study_uid, skip.reason))
             if not skip.reason.startswith("gone"):  # a vanished study is not remembered: it may come back
                 with store.transaction() as conn:
-                    _write_record(conn, StudyRecord(info.study_uid, None, sig, "skipped", skip.reason, {}, []))
+                    _write_record(
+                        conn, StudyRecord(info.study_uid, None, sig, "skipped", skip.reason, {}, [])
+                    )
             continue
         case_id = case_id_for(info.study_uid)
         existed = case_id in store
@@ -211,7 +219,9 @@ def sync_archive(
     return report
 
 
-def _store_study(store: CaseStore, study: PacsStudy, case_id: str, sig: str, pseudonymizer: Pseudonymizer) -> None:
+def _store_study(
+    store: CaseStore, study: PacsStudy, case_id: str, sig: str, pseudonymizer: Pseudonymizer
+) -> None:
     """Files to staging -> their own final folder -> case + record in one transaction."""
     from ..synthetic.imaging import write_nifti_gz
 

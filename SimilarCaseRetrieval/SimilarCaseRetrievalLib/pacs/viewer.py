@@ -33,7 +33,9 @@ def retrieve_case_study(pacs: Pacs, store: CaseStore, case_id: str, cache_dir: s
     record = record_for_case(store, case_id)
     if record is None:
         raise CaseInputError(
-            f"case {case_id}", "not synced from a PACS (no study UID)", "open it from the archive files instead"
+            f"case {case_id}",
+            "not synced from a PACS (no study UID)",
+            "open it from the archive files instead",
         )
     out: dict[str, Path] = {}
     for name, series_uid in record.series.items():
