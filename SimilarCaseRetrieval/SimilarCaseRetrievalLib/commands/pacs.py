@@ -65,6 +65,7 @@ def _date(text: str | None) -> str | None:
 def _sync(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..errors import CaseInputError
     from ..pacs.connection import StudyFilter, open_pacs
     from ..pacs.privacy import Pseudonymizer
     from ..pacs.query import read_reports_csv
@@ -74,7 +75,10 @@ def _sync(args: argparse.Namespace) -> int:
 
     accessions = list(args.accession)
     if args.accession_file:
-        lines = Path(args.accession_file).read_text(encoding="utf-8").splitlines()
+        try:
+            lines = Path(args.accession_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CaseInputError(args.accession_file, f"cannot read ({exc})", "give a UTF-8 text file") from None
         accessions += [line.strip() for line in lines if line.strip()]
     sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if args.sequences else None
     options = SyncOptions(
