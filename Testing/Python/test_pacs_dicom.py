@@ -192,3 +192,23 @@ def test_sr_round_trip_keeps_report_and_notes(exported_case):
     case, _, _, datasets = exported_case
     sr = next(d for d in datasets if d.Modality == "SR")
     assert sr_texts(sr) == (case.report.strip(), case.notes.strip())
+
+
+# ---- command line ---------------------------------------------------------------------------------------
+def test_search_pacs_arguments_are_checked_before_anything_runs(tmp_path, capsys, monkeypatch):
+    from SimilarCaseRetrievalLib.cli import main
+
+    archive = str(tmp_path / "none")
+    assert main(["search", "--archive", archive, "--study", "1.2.3"]) == 2
+    assert "give both --pacs and --study" in capsys.readouterr().err
+    argv = ["search", "--archive", archive, "--pacs", "https://p/dicom-web", "--study", "1.2.3", "--image", "a"]
+    assert main(argv) == 2
+    assert "given with --image" in capsys.readouterr().err
+    monkeypatch.delenv("SIMILAR_CASES_SITE_KEY", raising=False)
+    monkeypatch.delenv("SIMILAR_CASES_SITE_KEY_FILE", raising=False)
+    assert main(["pacs", "sync", "--archive", archive, "--pacs", "https://h/dicom-web"]) == 2
+    assert "no key to pseudonymise" in capsys.readouterr().err
+    monkeypatch.setenv("SIMILAR_CASES_SITE_KEY", "k" * 32)
+    assert main(["pacs", "sync", "--archive", archive, "--pacs", "https://user:pw@h/dicom-web"]) == 2
+    err = capsys.readouterr().err
+    assert "credentials in the URL" in err and "pw" not in err  # the secret is not echoed

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 import signal
@@ -109,10 +110,11 @@ def query_case(store: CaseStore):
 # ---- the round trip ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("transport", ["dicomweb", "dimse-move"])
 def test_round_trip_gives_the_file_archive_hits(
-    transport, pacs, pacs_cases, model_dir, file_hits, tmp_path, capsys
+    transport, pacs, pacs_cases, model_dir, file_hits, tmp_path, capsys, caplog
 ):
     archive, dicom = pacs_cases
     synced = tmp_path / "archive"
+    caplog.set_level(logging.DEBUG)
     report = sync(pacs, synced, transport)
     assert (len(report.added), report.skipped) == (6, [])
     with CaseStore(archive) as files, CaseStore(synced) as store:
@@ -129,7 +131,7 @@ def test_round_trip_gives_the_file_archive_hits(
             assert case.patient_id == KEYS.patient(original.patient_id)
         query_uid = next(uid for uid, c in by_study.items() if c.case_id == query_case(files).case_id)
         raw_ids = {c.patient_id for c in files.list_cases()}
-    _assert_no_identifiers(synced, raw_ids, dicom)
+    _assert_no_identifiers(synced, raw_ids, dicom, caplog.text)
     again = sync(pacs, synced, transport)
     assert (again.added, again.updated, again.unchanged) == ([], [], 6)
 
@@ -164,8 +166,9 @@ def test_round_trip_gives_the_file_archive_hits(
     assert sync(pacs, synced, transport).unchanged == 6  # the KOS does not make the study look changed
 
 
-def _assert_no_identifiers(archive: Path, raw_ids: set[str], dicom: Path) -> None:
-    """Names, raw patient ids, birth dates and accession numbers appear in no file of the archive."""
+def _assert_no_identifiers(archive: Path, raw_ids: set[str], dicom: Path, log: str) -> None:
+    """Names, raw patient ids, birth dates and accession numbers appear in no file of the archive, nor in
+    the sync's log (debug level)."""
     accessions = {row["accession_number"] for row in studies(dicom).values()}
     needles = [b"Synthetic^", b"19700101", *(i.encode() for i in raw_ids), *(a.encode() for a in accessions)]
     for path in archive.rglob("*"):
@@ -173,6 +176,7 @@ def _assert_no_identifiers(archive: Path, raw_ids: set[str], dicom: Path) -> Non
             data = path.read_bytes()
             found = [n for n in needles if n in data]
             assert not found, f"{path} holds {found}"
+    assert log and not [n for n in needles if n.decode() in log]
 
 
 # ---- incremental, reports CSV ----------------------------------------------------------------------------
