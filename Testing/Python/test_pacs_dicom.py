@@ -201,7 +201,17 @@ def test_search_pacs_arguments_are_checked_before_anything_runs(tmp_path, capsys
     archive = str(tmp_path / "none")
     assert main(["search", "--archive", archive, "--study", "1.2.3"]) == 2
     assert "give both --pacs and --study" in capsys.readouterr().err
-    argv = ["search", "--archive", archive, "--pacs", "https://p/dicom-web", "--study", "1.2.3", "--image", "a"]
+    argv = [
+        "search",
+        "--archive",
+        archive,
+        "--pacs",
+        "https://p/dicom-web",
+        "--study",
+        "1.2.3",
+        "--image",
+        "a",
+    ]
     assert main(argv) == 2
     assert "given with --image" in capsys.readouterr().err
     monkeypatch.delenv("SIMILAR_CASES_SITE_KEY", raising=False)

@@ -78,7 +78,9 @@ def _sync(args: argparse.Namespace) -> int:
         try:
             lines = Path(args.accession_file).read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
-            raise CaseInputError(args.accession_file, f"cannot read ({exc})", "give a UTF-8 text file") from None
+            raise CaseInputError(
+                args.accession_file, f"cannot read ({exc})", "give a UTF-8 text file"
+            ) from None
         accessions += [line.strip() for line in lines if line.strip()]
     sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if args.sequences else None
     options = SyncOptions(
