@@ -222,3 +222,85 @@ def test_search_pacs_arguments_are_checked_before_anything_runs(tmp_path, capsys
     assert main(["pacs", "sync", "--archive", archive, "--pacs", "https://user:pw@h/dicom-web"]) == 2
     err = capsys.readouterr().err
     assert "credentials in the URL" in err and "pw" not in err  # the secret is not echoed
+
+
+# ---- HTTP authentication and TLS, against a local stand-in DICOMweb endpoint ------------------------------
+class _QidoHandler:
+    """Answers every GET with an empty QIDO result and records the Authorization header."""
+
+    seen: list[str | None] = []
+
+    @classmethod
+    def make(cls):
+        from http.server import BaseHTTPRequestHandler
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                cls.seen.append(self.headers.get("Authorization"))
+                body = b"[]"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/dicom+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def http_endpoint():
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _QidoHandler.make())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _QidoHandler.seen.clear()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_basic_and_bearer_credentials_are_sent(http_endpoint):
+    from base64 import b64encode
+
+    from SimilarCaseRetrievalLib.pacs.connection import open_pacs
+
+    url = f"http://127.0.0.1:{http_endpoint.server_address[1]}/dicom-web"
+    env = {"SIMILAR_CASES_PACS_USER": "ris", "SIMILAR_CASES_PACS_PASSWORD": "pw"}
+    assert open_pacs(load_config(url, environ=env)).find_studies(StudyFilter()) == []
+    assert (
+        open_pacs(load_config(url, environ={"SIMILAR_CASES_PACS_TOKEN": "tok"})).find_studies(StudyFilter())
+        == []
+    )
+    assert _QidoHandler.seen == ["Basic " + b64encode(b"ris:pw").decode(), "Bearer tok"]
+
+
+def test_tls_certificates_are_verified_by_default(http_endpoint, tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+
+    from SimilarCaseRetrievalLib.pacs.connection import open_pacs
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    http_endpoint.socket = context.wrap_socket(http_endpoint.socket, server_side=True)
+    url = f"https://127.0.0.1:{http_endpoint.server_address[1]}/dicom-web"
+    with pytest.raises(PacsError, match="TLS certificate verification failed"):
+        open_pacs(load_config(url, environ={})).find_studies(StudyFilter())
+    trusted = load_config(url, environ={})
+    trusted.verify = str(cert)  # the site's CA bundle
+    assert open_pacs(trusted).find_studies(StudyFilter()) == []

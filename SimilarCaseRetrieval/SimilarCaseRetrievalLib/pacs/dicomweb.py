@@ -1,4 +1,6 @@
-"""DICOMweb transport: QIDO-RS (find), WADO-RS (retrieve), STOW-RS (store) with `dicomweb-client`."""
+"""DICOMweb transport: QIDO-RS (find), WADO-RS (retrieve), STOW-RS (store) with `dicomweb-client`.
+
+Imported only when a DICOMweb PACS is opened (`connection.open_pacs`), so `requests` is imported at the top."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
+
+import requests
 
 from .connection import (
     SERIES_FIELDS,
@@ -30,16 +34,26 @@ PAGE = 500  # QIDO rows per request
 RULE_FIELDS = ("ScanningSequence", "SequenceVariant", "ScanOptions", "ProtocolName")
 
 
+class _Session(requests.Session):
+    """A session whose configured CA bundle (or verify=False) is not overridden by REQUESTS_CA_BUNDLE /
+    CURL_CA_BUNDLE from the environment, as it would be in a plain `requests.Session`."""
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if verify is None and self.verify is not True:
+            settings["verify"] = self.verify
+        return settings
+
+
 class DicomWebPacs:
     """A DICOMweb server (base URL, e.g. https://pacs/dicom-web)."""
 
     def __init__(self, config: PacsConfig):
-        import requests
         from dicomweb_client.api import DICOMwebClient
 
         self.config = config
         logging.getLogger("dicomweb_client").setLevel(logging.WARNING)  # one INFO line per request
-        session = requests.Session()
+        session = _Session()
         session.verify = config.verify
         if config.auth == "basic":
             session.auth = (config.username or "", config.password or "")
@@ -51,8 +65,6 @@ class DicomWebPacs:
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run one request; HTTP and network failures become one-line `PacsError`s (no credentials)."""
-        import requests
-
         where = self.config.describe()
         try:
             return fn()
