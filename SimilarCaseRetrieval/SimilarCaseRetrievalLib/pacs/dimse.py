@@ -176,8 +176,12 @@ class DimsePacs:
         for uid in STORAGE_CLASSES:
             ae.add_supported_context(uid)
         try:
+            # A PACS on this machine sends to the loopback address only; a remote one to any interface.
+            local = self.config.host in ("127.0.0.1", "localhost", "::1")
             server = ae.start_server(
-                ("", int(self.config.move_port)), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+                ("127.0.0.1" if local else "", int(self.config.move_port)),
+                block=False,
+                evt_handlers=[(evt.EVT_C_STORE, on_store)],
             )
         except OSError as exc:
             raise PacsError(
