@@ -195,6 +195,8 @@ def test_changed_study_is_read_again_and_report_comes_from_csv(pacs, pacs_cases,
     with CaseStore(archive) as files, CaseStore(synced) as store:
         assert store.get(case_id_for(row["study_uid"])).report == files.get(case_id).report
         assert len(list((synced / "pacs" / case_id_for(row["study_uid"])).iterdir())) == 1  # old version gone
+    other_rules = SyncOptions().rules.with_required(["T2", "T1"])
+    assert len(sync(pacs, synced, options=SyncOptions(rules=other_rules)).updated) == 6  # new settings
 
 
 # ---- faults ---------------------------------------------------------------------------------------------

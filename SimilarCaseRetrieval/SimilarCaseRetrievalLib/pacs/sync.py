@@ -4,8 +4,9 @@ becomes a case (images and mask as NIfTI under ``<archive>/pacs/<case_id>/<versi
 Nothing is half-stored: a study's files are written to a staging folder, moved into a folder of their own
 (named by the study's content signature), and only then the case row and its `pacs_studies` row are
 committed in ONE transaction of the case store. A kill at any point leaves either the old case or the new
-one; unreferenced folders are removed by the next sync. Studies whose signature (series and instance counts)
-has not changed are not read again; skipped ones are remembered with their reason until they change.
+one; unreferenced folders are removed by the next sync. Studies whose signature (series and instance counts,
+and the sync settings: rules, required sequences, segment) has not changed are not read again; skipped ones
+are remembered with their reason until they change.
 
 Stored per case: pseudonymous patient id (HMAC with the site key), study date, images, mask, the segment's
 label and terms, report and notes. Kept in `pacs_studies`: study and series UIDs and one referenced instance
@@ -54,6 +55,18 @@ class SyncOptions:
     rules: SeriesRules = field(default_factory=SeriesRules.load)
     segment: str | None = None  # segment name in the SEG (default: the first segment)
     reports: dict[str, tuple[str, str]] | None = None  # accession number -> (report, notes) fallback
+
+    def key(self) -> str:
+        """Changes with the settings that decide what a study becomes (rules, required sequences, segment):
+        studies read under other settings are read again. (A changed reports CSV applies to new and changed
+        studies only.)"""
+        rules = [
+            (r.name, *(p.pattern if p else "" for p in (r.description, r.exclude)), r.modality or "")
+            + tuple(sorted((k, v.pattern) for k, v in r.attributes.items()))
+            for r in self.rules.rules
+        ]
+        text = json.dumps([rules, self.rules.required, self.segment])
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
 @dataclass
@@ -175,6 +188,7 @@ def sync_archive(
     clean_orphans(store)
     known = records(store)
     report = SyncReport()
+    settings = options.key()
     studies = pacs.find_studies(options.filters)
     report.found = len(studies)
     for info in tqdm(studies, desc="PACS sync", unit="study", disable=not progress):
@@ -185,7 +199,7 @@ def sync_archive(
             continue
         if on_study is not None:
             on_study(info.study_uid)
-        sig = signature(series)
+        sig = f"{signature(series)}-{settings}"
         old = known.get(info.study_uid)
         if old is not None and old.signature == sig and (old.status == "skipped" or old.case_id in store):
             report.unchanged += 1
@@ -203,7 +217,9 @@ def sync_archive(
             )
         except StudySkipped as skip:
             report.skipped.append((info.study_uid, skip.reason))
-            if not skip.reason.startswith("gone"):  # a vanished study is not remembered: it may come back
+            # Remembered (not read again until it changes), unless it vanished (it may come back) or an
+            # earlier version of it is a case: that case and its record stay, and the study is retried.
+            if not skip.reason.startswith("gone") and (old is None or old.status == "skipped"):
                 with store.transaction() as conn:
                     _write_record(
                         conn, StudyRecord(info.study_uid, None, sig, "skipped", skip.reason, {}, [])
