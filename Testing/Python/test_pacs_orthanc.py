@@ -392,3 +392,28 @@ def test_filters_select_studies(pacs, pacs_cases):
     assert web.find_studies(StudyFilter(date_to="19000101")) == []
     with pytest.raises(PacsError):
         open_pacs(PacsConfig(url=pacs.url + "/nowhere")).find_studies(StudyFilter())
+
+
+def test_viewer_queries_from_the_pacs_and_stores_the_answer(pacs, model_dir, tmp_path):
+    from SimilarCaseRetrievalLib.pacs.query import query_from_pacs
+    from SimilarCaseRetrievalLib.pacs.viewer import store_answer
+    from SimilarCaseRetrievalLib.search import SearchEngine
+
+    archive = tmp_path / "a"
+    sync(pacs, archive)
+    assert main(["index", "--archive", str(archive), "--model", str(model_dir), "--quiet"]) == 0
+    connection = open_pacs(config(pacs, "dimse-get"))
+    engine = SearchEngine(archive, model_dir)
+    try:
+        uid = next(iter(records(engine.store)))
+        found, study, mask = query_from_pacs(connection, uid, engine.encoder.config.sequences)
+        result = engine.search(study=study, mask=mask, text=found.notes, k=3)
+        assert result.hits[0].case_id == case_id_for(uid)  # the study itself comes first
+        sop = store_answer(connection, engine.store, found, result)
+    finally:
+        engine.close()
+    (ko,) = [s for s in connection.find_series(uid) if s.modality == "KO"]
+    (kos,) = connection.retrieve_series(uid, ko.series_uid)
+    assert str(kos.SOPInstanceUID) == sop
+    hits, _ = read_kos(kos)
+    assert [h.study_uid for h in hits][0] == uid and len(hits) == 3

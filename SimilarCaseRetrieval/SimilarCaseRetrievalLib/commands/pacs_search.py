@@ -48,39 +48,29 @@ class PacsQuery:
 
     def read(self, engine):
         """Retrieve the study; -> (Study, mask, query text): the notes of its SR unless --text was given."""
-        from ..errors import CaseInputError
         from ..pacs.connection import open_pacs
-        from ..pacs.query import StudySkipped, read_pacs_study
+        from ..pacs.query import query_from_pacs
         from ..pacs.rules import SeriesRules
         from ..pacs.sync import case_id_for
-        from ..segmentation import conform_mask
-        from ..study import study_from_images
 
         args = self.args
-        rules = SeriesRules.load(args.rules).with_required(engine.encoder.config.sequences)
+        rules = SeriesRules.load(args.rules) if args.rules else None
         self.pacs = open_pacs(args.pacs)
-        try:
-            self.study = read_pacs_study(self.pacs, args.study, rules, segment=args.segment)
-        except StudySkipped as skip:
-            raise CaseInputError(
-                f"study {args.study}", skip.reason, "check the UID, its SEG and series"
-            ) from None
+        self.study, study, mask = query_from_pacs(
+            self.pacs, args.study, engine.encoder.config.sequences, segment=args.segment, rules=rules
+        )
         if not args.query_id:
             args.query_id = case_id_for(args.study)
-        reference = rules.required[0] if rules.required else None
-        study = study_from_images(self.study.images, reference=reference)
-        mask = conform_mask(self.study.segment.mask, study.reference_image, f"study {args.study} SEG")
         return study, mask, args.text or self.study.notes
 
     def finish(self, engine, result) -> None:
         """--store-result: the KOS to the PACS."""
-        from ..pacs.kos import answer_kos
+        from ..pacs.viewer import store_answer
 
         try:
             if self.args.store_result and self.study is not None:
-                kos = answer_kos(engine.store, self.study, result)
-                self.pacs.store([kos])
-                print(f"stored the answer to {self.pacs.config.describe()} as KOS {kos.SOPInstanceUID}")
+                uid = store_answer(self.pacs, engine.store, self.study, result)
+                print(f"stored the answer to {self.pacs.config.describe()} as KOS {uid}")
         finally:
             self.pacs.close()
 

@@ -5,6 +5,7 @@ and by `search --pacs --study`."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,8 @@ from .rules import SeriesRules
 if TYPE_CHECKING:
     import SimpleITK as sitk
     from pydicom import Dataset
+
+    from ..study import Study
 
 
 class StudySkipped(Exception):
@@ -141,6 +144,30 @@ def read_pacs_study(
         references=references,
         header=header,
     )
+
+
+def query_from_pacs(
+    pacs: Pacs,
+    study_uid: str,
+    sequences: Sequence[str],
+    *,
+    segment: str | None = None,
+    rules: SeriesRules | None = None,
+) -> tuple[PacsStudy, Study, sitk.Image]:
+    """A PACS study as a search query: (the study as read, `Study` on the first sequence's grid, mask on that
+    grid). `sequences` are the model's (`engine.encoder.config.sequences`). Raises a one-line
+    `CaseInputError` when the study cannot be a query (`PacsError` when the PACS fails)."""
+    from ..segmentation import conform_mask
+    from ..study import study_from_images
+
+    rules = (rules or SeriesRules.load()).with_required(list(sequences))
+    try:
+        found = read_pacs_study(pacs, study_uid, rules, segment=segment)
+    except StudySkipped as skip:
+        raise CaseInputError(f"study {study_uid}", skip.reason, "check the UID, its SEG and series") from None
+    study = study_from_images(found.images, reference=rules.required[0] if rules.required else None)
+    mask = conform_mask(found.segment.mask, study.reference_image, f"study {study_uid} SEG")
+    return found, study, mask
 
 
 def _retrieve(pacs: Pacs, study_uid: str, series_uid: str) -> list[Dataset]:

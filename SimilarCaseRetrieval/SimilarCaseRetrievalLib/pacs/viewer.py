@@ -1,5 +1,6 @@
 """What a viewer (the Slicer module) calls, Qt-free: retrieve a hit's study from the PACS on demand into a
-local cache, and store a segment drawn on a PACS study back to the PACS as a DICOM SEG."""
+local cache, store a segment drawn on a PACS study back to the PACS as a DICOM SEG, and store a search's
+answer as a KOS. (A PACS study as a query: `query.query_from_pacs`.)"""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from .rules import SeriesRules
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
+    from ..results import SearchResult
     from ..store import CaseStore
+    from .query import PacsStudy
 
 COMPLETE = ".complete"
 
@@ -96,3 +99,13 @@ def store_segment_as_seg(
     )
     pacs.store([seg])
     return str(seg.SOPInstanceUID)
+
+
+def store_answer(pacs: Pacs, store: CaseStore, query: PacsStudy, result: SearchResult) -> str:
+    """Store `result` (a search whose query is the PACS study `query`, e.g. from `query.query_from_pacs`)
+    to the PACS as a Key Object Selection document in the query's study; -> its SOP Instance UID."""
+    from .kos import answer_kos
+
+    kos = answer_kos(store, query, result)
+    pacs.store([kos])
+    return str(kos.SOPInstanceUID)
