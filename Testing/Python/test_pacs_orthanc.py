@@ -376,6 +376,11 @@ def test_viewer_retrieves_a_hit_and_stores_a_segment(pacs, pacs_cases, tmp_path)
     segment = read_segment(seg, source, "cyst", "new SEG")
     assert (segment.label, segment.terms) == ("endometrioma", ["t2_shading:present"])
     assert np.array_equal(sitk.GetArrayFromImage(segment.mask), sitk.GetArrayFromImage(mask))
+    from SimilarCaseRetrievalLib.pacs.query import read_pacs_study
+    from SimilarCaseRetrievalLib.pacs.rules import SeriesRules
+
+    for name in ("cyst", "lesion"):  # two SEGs in the study: the one holding the named segment is read
+        assert read_pacs_study(connection, study_uid, SeriesRules.load(), segment=name).segment.name == name
 
 
 def test_filters_select_studies(pacs, pacs_cases):

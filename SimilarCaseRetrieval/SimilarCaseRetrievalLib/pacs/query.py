@@ -11,15 +11,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CaseInputError
+from ..segmentation import conform_mask
+from ..study import Study, study_from_images
 from .connection import Pacs, PacsError, PacsNotFound, SeriesInfo
-from .dicom_io import Segment, read_segment, seg_source_series, series_image, sort_slices, sr_texts
+from .dicom_io import (
+    Segment,
+    read_segment,
+    seg_segments,
+    seg_source_series,
+    series_image,
+    sort_slices,
+    sr_texts,
+)
 from .rules import SeriesRules
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
     from pydicom import Dataset
-
-    from ..study import Study
 
 
 class StudySkipped(Exception):
@@ -56,6 +64,8 @@ class PacsStudy:
     patient_id: str = ""  # raw: only to pseudonymise, never stored or logged
     references: list[Reference] = field(default_factory=list)
     header: Dataset | None = None  # one image instance (for new objects of this study: KOS, SEG)
+    study: Study | None = None  # the sequences on the reference (first required) sequence's grid
+    mask: sitk.Image | None = None  # the segment on that grid
 
     @property
     def iso_date(self) -> str | None:
@@ -97,15 +107,15 @@ def read_pacs_study(
         series = pacs.find_series(study_uid)
     if not series:
         raise StudySkipped(study_uid, "not in the PACS (no series)")
-    seg_info = _pick(series, "SEG")
-    if seg_info is None:
+    segs = sorted((s for s in series if s.modality == "SEG"), key=lambda s: -(s.number or 0))
+    if not segs:
         raise StudySkipped(study_uid, "no SEG (segmentation) in the study")
     chosen = rules.classify(series)
     missing = [name for name in rules.required if name not in chosen]
     if missing:
         raise StudySkipped(study_uid, f"no matching series for {', '.join(missing)}")
     try:
-        seg = _retrieve(pacs, study_uid, seg_info.series_uid)[0]
+        seg_info, seg = _find_seg(pacs, study_uid, segs, segment)
         source_uid = seg_source_series(seg)
         retrieved = {name: _retrieve(pacs, study_uid, info.series_uid) for name, info in chosen.items()}
         by_uid = {chosen[name].series_uid: datasets for name, datasets in retrieved.items()}
@@ -113,6 +123,9 @@ def read_pacs_study(
             by_uid[source_uid] = _retrieve(pacs, study_uid, source_uid)
         seg_part = read_segment(seg, by_uid[source_uid], segment, f"{where} SEG")
         images = {name: series_image(datasets, f"{where} {name}") for name, datasets in retrieved.items()}
+        # The checks of a file ingest, in memory: sequences on one grid, the segment non-empty and on it.
+        study = study_from_images(images, reference=rules.required[0] if rules.required else None)
+        mask = conform_mask(seg_part.mask, study.reference_image, f"{where} SEG")
         report = notes = ""
         sr_info = _pick(series, "SR")
         if sr_info is not None:
@@ -143,6 +156,8 @@ def read_pacs_study(
         patient_id=str(header.get("PatientID", "") or ""),
         references=references,
         header=header,
+        study=study,
+        mask=mask,
     )
 
 
@@ -154,24 +169,33 @@ def query_from_pacs(
     segment: str | None = None,
     rules: SeriesRules | None = None,
 ) -> tuple[PacsStudy, Study, sitk.Image]:
-    """A PACS study as a search query: (the study as read, `Study` on the first sequence's grid, mask on that
-    grid). `sequences` are the model's (`engine.encoder.config.sequences`). Raises a one-line
-    `CaseInputError` when the study cannot be a query (`PacsError` when the PACS fails)."""
-    from ..segmentation import conform_mask
-    from ..study import study_from_images
-
+    """A PACS study as a search query: (the study as read, its `Study` on the first sequence's grid, the
+    segment's mask on that grid). `sequences` are the model's (`engine.encoder.config.sequences`). Raises a
+    one-line `CaseInputError` when the study cannot be a query (`PacsError` when the PACS fails)."""
     rules = (rules or SeriesRules.load()).with_required(list(sequences))
     try:
         found = read_pacs_study(pacs, study_uid, rules, segment=segment)
     except StudySkipped as skip:
         raise CaseInputError(f"study {study_uid}", skip.reason, "check the UID, its SEG and series") from None
-    study = study_from_images(found.images, reference=rules.required[0] if rules.required else None)
-    mask = conform_mask(found.segment.mask, study.reference_image, f"study {study_uid} SEG")
-    return found, study, mask
+    return found, found.study, found.mask
 
 
 def _retrieve(pacs: Pacs, study_uid: str, series_uid: str) -> list[Dataset]:
     return pacs.retrieve_series(study_uid, series_uid)
+
+
+def _find_seg(
+    pacs: Pacs, study_uid: str, segs: list[SeriesInfo], segment: str | None
+) -> tuple[SeriesInfo, Dataset]:
+    """The latest SEG (highest SeriesNumber) or, with `segment`, the latest SEG that has a segment of that name
+    (when none has, the latest, whose error then lists the names it has)."""
+    first = None
+    for info in segs:
+        seg = _retrieve(pacs, study_uid, info.series_uid)[0]
+        first = first or (info, seg)
+        if segment is None or any(segment in (s.name, str(s.number)) for s in seg_segments(seg)):
+            return info, seg
+    return first
 
 
 def _reference(ds: Dataset) -> Reference:

@@ -246,7 +246,7 @@ def _store_study(
     staging.mkdir(parents=True)
     for name, image in study.images.items():
         write_nifti_gz(image, staging / f"{name}.nii.gz")
-    write_nifti_gz(study.segment.mask, staging / "mask.nii.gz")
+    write_nifti_gz(study.mask, staging / "mask.nii.gz")  # on the reference sequence's grid
     final = store.archive_dir / CASES_FOLDER / case_id / sig
     if final.exists():
         shutil.rmtree(final)
