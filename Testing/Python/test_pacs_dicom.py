@@ -304,3 +304,15 @@ def test_tls_certificates_are_verified_by_default(http_endpoint, tmp_path):
     trusted = load_config(url, environ={})
     trusted.verify = str(cert)  # the site's CA bundle
     assert open_pacs(trusted).find_studies(StudyFilter()) == []
+
+
+def test_missing_orthanc_skips_here_and_fails_in_ci(monkeypatch):
+    import pacs_server
+
+    monkeypatch.setattr(pacs_server, "find_orthanc", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y orthanc orthanc-dicomweb"):
+        pacs_server.require_orthanc()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must install it"):
+        pacs_server.require_orthanc()
