@@ -422,3 +422,21 @@ def test_viewer_queries_from_the_pacs_and_stores_the_answer(pacs, model_dir, tmp
     assert str(kos.SOPInstanceUID) == sop
     hits, _ = read_kos(kos)
     assert [h.study_uid for h in hits][0] == uid and len(hits) == 3
+
+
+@pytest.mark.parametrize("transport", ["dicomweb", "dimse-get"])
+def test_rules_on_sequence_attributes_from_the_pacs(transport, pacs, pacs_cases):
+    from SimilarCaseRetrievalLib.pacs.rules import SeriesRules
+
+    rules = SeriesRules.from_dict(
+        {
+            "sequences": {
+                "FATSAT": {"modality": "MR", "attributes": {"ScanOptions": "FS"}},
+                "OTHER": {"modality": "MR"},
+            }
+        }
+    )
+    uid = next(iter(studies(pacs_cases[1]).values()))["study_uid"]
+    chosen = rules.classify(open_pacs(config(pacs, transport)).find_series(uid))
+    assert chosen["FATSAT"].description == "T1 SE AX FS"
+    assert chosen["OTHER"].description in ("T2 TSE AX", "T1 SE AX")

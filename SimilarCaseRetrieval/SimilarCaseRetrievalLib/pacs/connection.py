@@ -185,6 +185,8 @@ class SeriesInfo:
     attributes: dict[str, str] = field(default_factory=dict)  # other series attributes, for the rules
 
 
+# Series attributes asked for besides SERIES_FIELDS, for the sequence rules (a PACS may leave them out).
+RULE_FIELDS = ("ScanningSequence", "SequenceVariant", "ScanOptions", "ProtocolName")
 STUDY_FIELDS = ("StudyInstanceUID", "StudyDate", "StudyDescription", "NumberOfStudyRelatedInstances")
 SERIES_FIELDS = (
     "SeriesInstanceUID",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 import requests
 
 from .connection import (
+    RULE_FIELDS,
     SERIES_FIELDS,
     STUDY_FIELDS,
     PacsConfig,
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 PAGE = 500  # QIDO rows per request
-# Series attributes asked for besides SERIES_FIELDS, for the sequence rules (a PACS may leave them out).
-RULE_FIELDS = ("ScanningSequence", "SequenceVariant", "ScanOptions", "ProtocolName")
 
 
 class _Session(requests.Session):

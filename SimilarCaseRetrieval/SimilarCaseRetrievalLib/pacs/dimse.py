@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from .connection import (
+    RULE_FIELDS,
     SERIES_FIELDS,
     STUDY_FIELDS,
     PacsConfig,
@@ -117,7 +118,7 @@ class DimsePacs:
         return list(found.values())
 
     def find_series(self, study_uid: str) -> list[SeriesInfo]:
-        rows = self._find("SERIES", {"StudyInstanceUID": study_uid}, SERIES_FIELDS)
+        rows = self._find("SERIES", {"StudyInstanceUID": study_uid}, (*SERIES_FIELDS, *RULE_FIELDS))
         return [series_info(ds) for ds in rows]
 
     def retrieve_series(self, study_uid: str, series_uid: str) -> list[Dataset]:
