@@ -48,3 +48,44 @@ def tiny_archive_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny_archive_files")
     return make_archive(out, n_cases=TINY_CASES, seed=TINY_SEED, size="tiny", ingest=False, progress=False)
+
+
+# ---- PACS tests (Orthanc): see pacs_server.py --------------------------------------------------------------
+PACS_CASES = 6
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory):
+    """A running Orthanc (DICOMweb + DIMSE, no authentication) for the session; skipped/failed when absent."""
+    from pacs_server import Orthanc
+
+    server = Orthanc(tmp_path_factory.mktemp("orthanc"), auth=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def orthanc_auth(tmp_path_factory: pytest.TempPathFactory):
+    """A running Orthanc with HTTP basic authentication (pacs_server.USER / PASSWORD)."""
+    from pacs_server import Orthanc
+
+    server = Orthanc(tmp_path_factory.mktemp("orthanc_auth"), auth=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pacs_cases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(archive, dicom): a 6-case tiny synthetic archive (ingested; read-only) and its DICOM export
+    (``<case_id>/`` folders with MR series, seg.dcm, sr.dcm; studies.csv; reports.csv)."""
+    from SimilarCaseRetrievalLib.pacs.export import export_cases
+    from SimilarCaseRetrievalLib.store import CaseStore
+    from SimilarCaseRetrievalLib.synthetic import make_archive
+
+    archive = make_archive(
+        tmp_path_factory.mktemp("pacs_archive"), n_cases=PACS_CASES, seed=3, size="tiny", progress=False
+    )
+    dicom = tmp_path_factory.mktemp("pacs_dicom")
+    with CaseStore(archive) as store:
+        export_cases(store, dicom)
+    return archive, dicom

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import pacs_search
+
 HELP = "find the most similar cases to a query (image + segment, clinical text, or both)"
 
 
@@ -46,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--exact-threshold", type=int, default=5000, help="exact search below this many cases (5000)"
     )
+    pacs_search.add_arguments(parser)
 
 
 def _query_id(args: argparse.Namespace) -> str:
@@ -76,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         raise CaseInputError(
             "--load-query", "given with --image/--text", "use either a saved query or a new one"
         )
-    if not (args.queries or args.image or args.text.strip() or args.load_query):
+    pacs = pacs_search.pacs_query(args)  # --pacs/--study: the query study comes from the PACS
+    if not (args.queries or args.image or args.text.strip() or args.load_query or pacs):
         raise CaseInputError(
             "search", "no query", "give --image and --mask, --text, --load-query or --queries"
         )
@@ -108,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
         study = read_study(parse_sequence_spec(args.image, Path.cwd()))
         mask = read_mask(args.mask, study.reference_image, args.segment)
+    if pacs:
+        study, mask, args.text = pacs.read(engine)
     if args.load_query:
         saved = load_query(args.load_query)
         extra = {"k": args.k} if args.k else {}
@@ -128,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         result = engine.refine(result, relevant, not_relevant)
         print(f"refined with {len(relevant)} relevant and {len(not_relevant)} not relevant case(s)")
     print(format_table(result))
+    if pacs:
+        pacs.finish(engine, result)
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
         print(f"hits written to {args.json}")
