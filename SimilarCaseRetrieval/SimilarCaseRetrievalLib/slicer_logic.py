@@ -182,6 +182,12 @@ class RetrievalSession:
         self.loaded: dict[str, LoadedCase] = {}
         self.previews: dict[str, LoadedCase] = {}
         self.previous_layout: int | None = None
+        # PACS: the connection (config file or URL) and the cache folder hits only in the PACS are retrieved to
+        self.pacs: str | None = None
+        self.pacs_cache: Path | None = None
+        # Annotate next: the case on screen (its task from the worker) and its nodes
+        self.annotation: dict[str, Any] | None = None
+        self.annotation_case: LoadedCase | None = None
         self._outcomes: OrderedDict[int, tuple[str, Any]] = OrderedDict()
         self._counter = itertools.count()
 
@@ -333,6 +339,7 @@ class RetrievalSession:
             "case_id": case_id,
             "folder": str(self.query_folder()),
             "sequences": sequences if sequences == "all" else list(sequences or []),
+            **self._pacs_params(),
         }
 
         def adopt(written):
@@ -348,8 +355,48 @@ class RetrievalSession:
 
         return self.request("case_images", params, adopt=adopt, **callbacks)
 
+    def _pacs_params(self) -> dict[str, str]:
+        """What lets the worker retrieve a hit that is only in the PACS (nothing without a PACS)."""
+        if not self.pacs:
+            return {}
+        return {"pacs": self.pacs, "pacs_cache": str(self.pacs_cache or self.scratch / "pacs-cache")}
+
+    def pacs_search(
+        self, archive, study_uid: str, *, segment: str | None = None, model_dir=None, **options
+    ) -> int:
+        """Search from a PACS study (and its SEG, `segment` by name) through the worker; the query study comes
+        into the scene with the result (`done` gets (result, LoadedCase of the query)). Options as `search`, and
+        `store_answer=True` stores the hits to the PACS as a KOS (its UID in result["kos"])."""
+        from . import mrml
+
+        callbacks = self._callbacks(options)
+        if not self.pacs:
+            raise CaseInputError("PACS connection", "not set", "give a PACS config file or DICOMweb URL")
+        if not (study_uid or "").strip():
+            raise CaseInputError("PACS study", "no Study Instance UID given", "type the study's UID")
+        folder = self.query_folder()
+        params = {
+            "archive": str(archive),
+            "model_dir": _str_or_none(model_dir),
+            "pacs": self.pacs,
+            "study_uid": study_uid.strip(),
+            "segment": (segment or "").strip() or None,
+            "folder": str(folder),
+            **options,
+        }
+
+        def adopt(result):
+            query = mrml.add_written_case(result.pop("query"), prefix="")
+            shutil.rmtree(folder, ignore_errors=True)
+            self.remove_previews()
+            self.result, self.marks, self.archive = result, {}, str(archive)
+            return result, query
+
+        return self.request("pacs_search", params, adopt=adopt, **callbacks)
+
     def add_case(self, query: QueryFiles, archive, *, case_id: str, model_dir=None, **fields) -> int:
-        """Add the query's volumes and segment to the archive with label, terms, report and notes; indexed at once."""
+        """Add the query's volumes and segment to the archive with label, terms, report and notes; indexed at once.
+        `pacs_study_uid` (with a PACS set): the segment is also stored to the PACS as DICOM SEG of that study."""
         callbacks = self._callbacks(fields)
         if not CASE_ID_PATTERN.match(case_id or ""):
             raise CaseInputError(
@@ -364,7 +411,73 @@ class RetrievalSession:
             "case_id": case_id,
             **fields,
         }
+        if not params.get("pacs_study_uid"):
+            params.pop("pacs_study_uid", None)
+        elif self.pacs:
+            params["pacs"] = self.pacs
+        else:
+            raise CaseInputError(
+                "PACS connection", "not set, so the SEG cannot be stored", "give a PACS config file or URL"
+            )
         return self.request("add_case", params, scratch=query.folder, **callbacks)
+
+    # -- annotate next ----------------------------------------------------------------------------------
+    def annotate_next(
+        self, archive, *, model_dir=None, strategy: str = "hybrid", skip: bool = False, **callbacks
+    ) -> int:
+        """The next suggested case to annotate (Skip: the one on screen is put aside first), loaded into the
+        scene with every sequence and its segment; the previous one's nodes leave the scene. `done` gets the
+        task ({"case_id", "suggestion", "prefill", ...}; None when no unlabelled segmented case is left)."""
+        from . import mrml
+
+        folder = self.query_folder()
+        current = self.annotation["case_id"] if self.annotation else None
+        params = {
+            "archive": str(archive),
+            "model_dir": _str_or_none(model_dir),
+            "strategy": strategy,
+            "folder": str(folder),
+            "skip": current if skip else None,
+        }
+
+        def adopt(written):
+            self.remove_annotation_case()
+            task = written.get("task")
+            if task is not None:
+                self.annotation_case = mrml.add_written_case(written, prefix="annotate ")
+                self.annotation = {
+                    **task,
+                    "archive": str(archive),
+                    "model_dir": params["model_dir"],
+                    "strategy": strategy,
+                }
+            shutil.rmtree(folder, ignore_errors=True)
+            return task
+
+        return self.request("annotate_next", params, adopt=adopt, **callbacks)
+
+    def confirm_annotation(self, label: str | None, terms, **callbacks) -> int:
+        """Store the annotator's diagnosis and terms for the case on screen (the next search sees them)."""
+        if self.annotation is None:
+            raise CaseInputError("annotate", "no case is being annotated", "click Next case first")
+        task = self.annotation
+        params = {
+            "archive": task["archive"],
+            "model_dir": task["model_dir"],
+            "strategy": task["strategy"],
+            "case_id": task["case_id"],
+            "label": (label or "").strip() or None,
+            "terms": list(terms),
+        }
+        return self.request("annotate_confirm", params, **callbacks)
+
+    def remove_annotation_case(self) -> None:
+        """Take the annotated case's nodes out of the scene."""
+        from . import mrml
+
+        if self.annotation_case is not None:
+            mrml.remove_nodes(self.annotation_case.nodes())
+        self.annotation_case = self.annotation = None
 
     def demo(self, archive, *, model_dir=None, n_cases: int = 60, size: str = "small", **callbacks) -> int:
         """Build (first use only) and index the demo archive; `done` gets (archive path, case record, LoadedCase
@@ -405,6 +518,7 @@ class RetrievalSession:
         self.loaded.clear()
         self.previews.clear()
         self.previous_layout = None
+        self.annotation_case = self.annotation = None
 
     def close(self) -> None:
         self.client.close()

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CaseInputError
+from .annotation import AnnotationRequests
+from .pacs_requests import PacsRequests, images_on_disk, study_from_pacs_cache
 
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
@@ -91,8 +93,9 @@ def read_query(query: dict[str, Any]) -> tuple[Study, sitk.Image]:
     return study, mask
 
 
-class WorkerSession:
-    """The state kept between requests: one engine (archive + model), open stores, recent results."""
+class WorkerSession(AnnotationRequests, PacsRequests):
+    """The state kept between requests: one engine (archive + model), open stores, recent results, the
+    annotation queue and PACS connections."""
 
     def __init__(self):
         self.engine: SearchEngine | None = None
@@ -100,6 +103,8 @@ class WorkerSession:
         self.stores: dict[str, CaseStore] = {}
         self.results: OrderedDict[int, SearchResult] = OrderedDict()
         self._next_result = 1
+        self.annotation = None
+        self.pacs_connections = {}
 
     def handle(self, kind: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
         handler = getattr(self, f"on_{kind}", None)
@@ -154,6 +159,8 @@ class WorkerSession:
         self.engine = self.engine_key = None
 
     def close(self) -> None:
+        self.close_annotation()
+        self.close_pacs()
         self._close_engine()
         for store in self.stores.values():
             store.close()
@@ -227,14 +234,26 @@ class WorkerSession:
         """A case's record: label, terms, report, notes, sequence names."""
         return case_summary(self.store_for(archive).get(case_id))
 
-    def on_case_images(self, progress: Progress, archive, case_id, folder, sequences=None) -> dict[str, Any]:
+    def on_case_images(
+        self, progress: Progress, archive, case_id, folder, sequences=None, pacs=None, pacs_cache=None
+    ) -> dict[str, Any]:
         """Write the case's `sequences` (default: the reference only; "all": every one) and its mask, on the
-        reference grid, as NRRD into `folder`: what the module loads into the scene."""
+        reference grid, as NRRD into `folder`: what the module loads into the scene. A case synced from the
+        PACS whose files are not in the archive is retrieved from `pacs` into `pacs_cache` first."""
         store = self.store_for(archive)
         case = store.get(case_id)
         if sequences == "all":
             sequences = list(case.sequences)
-        return {"case": case_summary(case), **write_case_images(store, case, Path(folder), sequences)}
+        fetch = None
+        if pacs and pacs_cache:
+
+            def fetch(names):
+                if images_on_disk(store, case, names):
+                    return None
+                progress(0, 0, f"retrieving case {case_id} from the PACS")
+                return study_from_pacs_cache(self.pacs_for(pacs), store, case, names, pacs_cache)
+
+        return {"case": case_summary(case), **write_case_images(store, case, Path(folder), sequences, fetch)}
 
     def on_add_case(
         self,
@@ -247,9 +266,12 @@ class WorkerSession:
         terms=(),
         report="",
         notes="",
+        pacs=None,
+        pacs_study_uid=None,
     ) -> dict[str, Any]:
         """Write the query's volumes (their own pixel type and geometry) and mask into the archive as a new case,
-        then store, embed and index it at once; nothing is left behind when anything fails."""
+        then store, embed and index it at once; nothing is left behind when anything fails. With `pacs`, the
+        segment is then stored to the PACS as a DICOM SEG of the study `pacs_study_uid` ("seg" in the answer)."""
         import SimpleITK as sitk
 
         from ..slicer_logic import write_case_files
@@ -279,7 +301,18 @@ class WorkerSession:
             shutil.rmtree(archive_dir / "cases" / case_id, ignore_errors=True)  # nothing half-added stays
             raise
         log.info("added case %s to the archive", case_id)
-        return case_summary(case)
+        summary = case_summary(case)
+        if pacs:
+            progress(0, 0, "storing the segment to the PACS (DICOM SEG)")
+            try:
+                summary["seg"] = self.store_seg(pacs, pacs_study_uid, mask, case)
+            except CaseInputError as exc:
+                raise CaseInputError(
+                    f"case {case_id}",
+                    f"was added to the archive, but its SEG was not stored to the PACS: {exc.problem}",
+                    exc.fix,
+                ) from None
+        return summary
 
     def on_demo(
         self, progress: Progress, archive, folder, model_dir=None, n_cases=60, size="small"
@@ -301,9 +334,12 @@ class WorkerSession:
         return {"archive": str(archive), "case": case_summary(case), **images}
 
 
-def write_case_images(store: CaseStore, case: Case, folder: Path, sequences=None) -> dict[str, Any]:
+def write_case_images(
+    store: CaseStore, case: Case, folder: Path, sequences=None, fetch=None
+) -> dict[str, Any]:
     """{'reference', 'sequences': {name: NRRD path}, 'mask': NRRD path or None}: the case's images on its
-    reference grid (whole-number volumes as int16), for the scene."""
+    reference grid (whole-number volumes as int16), for the scene. `fetch(names)`: (study, mask) from
+    elsewhere (the PACS) when the archive does not hold the files, else None."""
     import SimpleITK as sitk
 
     from ..study import DEFAULT_REFERENCE, read_study
@@ -316,7 +352,12 @@ def write_case_images(store: CaseStore, case: Case, folder: Path, sequences=None
         raise CaseInputError(
             f"case {case.case_id}", f"has no sequence {', '.join(missing)}", "pick one it has"
         )
-    study = read_study({name: store.resolve(case.sequences[name]) for name in wanted}, reference)
+    fetched = fetch(wanted) if fetch is not None else None
+    if fetched is not None:
+        study, mask = fetched
+    else:
+        study = read_study({name: store.resolve(case.sequences[name]) for name in wanted}, reference)
+        mask = store.load_mask(case, study) if case.mask else None
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name in wanted:
@@ -324,9 +365,9 @@ def write_case_images(store: CaseStore, case: Case, folder: Path, sequences=None
         sitk.WriteImage(compact_image(study.sequences[name]), str(path), False)
         paths[name] = str(path)
     mask_path = None
-    if case.mask:
+    if mask is not None:
         mask_path = folder / f"{case.case_id}_mask.nrrd"
-        sitk.WriteImage(store.load_mask(case, study), str(mask_path), False)
+        sitk.WriteImage(mask, str(mask_path), False)
     return {"reference": reference, "sequences": paths, "mask": None if mask_path is None else str(mask_path)}
 
 

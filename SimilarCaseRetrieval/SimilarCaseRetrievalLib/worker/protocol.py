@@ -24,7 +24,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # One request type per module action; the widget and the worker's handlers use these names.
-REQUEST_TYPES = ("ping", "search", "refine", "case", "case_images", "add_case", "demo")
+REQUEST_TYPES = (
+    "ping",
+    "search",
+    "refine",
+    "case",
+    "case_images",
+    "add_case",
+    "demo",
+    "annotate_next",
+    "annotate_confirm",
+    "pacs_search",
+)
 CONTROL_TYPES = ("cancel", "shutdown")
 END_EVENTS = ("result", "error", "cancelled")
 
