@@ -19,7 +19,7 @@ from typing import Annotated
 import slicer
 import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -180,6 +180,13 @@ class SimilarCaseRetrievalParameterNode:
     newCaseLabel: str = ""
     newCaseTerms: str = ""
     newCaseReport: str = ""
+    # PACS: a config file, DICOMweb URL or dimse://AET@host:port; credentials only from the environment or file
+    pacsConnection: str = ""
+    pacsStudyUid: str = ""
+    pacsSegmentName: str = ""
+    pacsStoreAnswer: bool = False
+    pacsStoreSeg: bool = False
+    annotateStrategy: Annotated[str, Choice(["hybrid", "uncertainty", "diversity", "random"])] = "hybrid"
 
 
 def _pathOrNone(path):
@@ -243,6 +250,7 @@ class SimilarCaseRetrievalWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._activeRequest = None  # the request the progress bar and Cancel are about
         self._pollTimer = None
         self._rows = []
+        self._annotationChoices = None  # what the Annotate next panel shows (diagnoses, terms)
         self._updatingGui = False
         self.segmentEditorWidget = None
 
@@ -304,6 +312,10 @@ class SimilarCaseRetrievalWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.resultsTable.cellClicked.connect(self.onCellClicked)
         self.ui.resultsTable.itemSelectionChanged.connect(self.onHitSelected)
         self.ui.addCaseButton.clicked.connect(self.onAddCase)
+        self.ui.pacsSearchButton.clicked.connect(self.onPacsSearch)
+        self.ui.annotateNextButton.clicked.connect(lambda: self.onAnnotateNext(skip=False))
+        self.ui.annotateSkipButton.clicked.connect(lambda: self.onAnnotateNext(skip=True))
+        self.ui.annotateConfirmButton.clicked.connect(self.onAnnotateConfirm)
 
         self.initializeParameterNode()
 
@@ -421,6 +433,14 @@ class SimilarCaseRetrievalWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.showSideBySideButton.enabled = haveResults
         self.ui.loadCaseButton.enabled = haveResults
         self.ui.addCaseButton.enabled = bool(ready and node.newCaseId.strip()) and not running
+        haveArchive = bool(_pathOrNone(node.archiveFolder)) and not running
+        self.ui.pacsSearchButton.enabled = bool(
+            haveArchive and node.pacsConnection.strip() and node.pacsStudyUid.strip()
+        )
+        self.ui.annotateNextButton.enabled = haveArchive
+        annotating = self.logic.session.annotation is not None and not running
+        self.ui.annotateSkipButton.enabled = annotating
+        self.ui.annotateConfirmButton.enabled = annotating
 
     def onSegmentationChanged(self, segmentationNode) -> None:
         self.ui.segmentSelector.setCurrentNode(segmentationNode)
@@ -621,8 +641,83 @@ class SimilarCaseRetrievalWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         )
 
     def _onCaseAdded(self, case) -> None:
-        self._status(_("Case {case} added to the archive and indexed.").format(case=case["case_id"]))
+        message = _("Case {case} added to the archive and indexed.").format(case=case["case_id"])
+        if case.get("seg"):
+            message += " " + _("Segment stored to the PACS as DICOM SEG {uid}.").format(uid=case["seg"])
+        self._status(message)
         self._parameterNode.newCaseId = ""
+
+    def onPacsSearch(self) -> None:
+        if not self._dependenciesReady():
+            return
+        self.segmentEditorWidget.setActiveEffect(None)
+        self._start(
+            _("Retrieving the study from the PACS and searching..."),
+            lambda **callbacks: self.logic.startPacsSearch(self._parameterNode, **callbacks),
+            self._onPacsSearchDone,
+        )
+
+    def _onPacsSearchDone(self, result) -> None:
+        self._onSearchDone(result)
+        slicer.util.setSliceViewerLayers(background=self._parameterNode.t2Volume, fit=True)
+        if result.get("kos"):
+            self._status(_("Answer stored to the PACS as KOS {uid}.").format(uid=result["kos"]))
+
+    # -- annotate next -------------------------------------------------------------------------
+    def onAnnotateNext(self, skip=False) -> None:
+        if not self._dependenciesReady():
+            return
+        self._start(
+            _("Choosing the next case to annotate (a refill takes about 30 s)..."),
+            lambda **callbacks: self.logic.startAnnotateNext(self._parameterNode, skip=skip, **callbacks),
+            self._showAnnotationTask,
+        )
+
+    def _showAnnotationTask(self, task) -> None:
+        import qt
+        from SimilarCaseRetrievalLib.slicer_logic import annotation_choices
+
+        self.ui.annotateDiagnosis.clear()
+        self.ui.annotateTerms.clear()
+        self._annotationChoices = None
+        if task is None:
+            self.ui.annotateReason.text = _("No unlabelled case with a segment is left.")
+            return
+        self._annotationChoices = annotation_choices(task)
+        self.ui.annotateReason.text = self._annotationChoices["reason"]
+        for _name, shown in self._annotationChoices["diagnoses"]:
+            self.ui.annotateDiagnosis.addItem(shown)
+        for _name, shown, checked in self._annotationChoices["terms"]:
+            item = qt.QListWidgetItem(shown)
+            item.setFlags(item.flags() | qt.Qt.ItemIsUserCheckable)
+            item.setCheckState(qt.Qt.Checked if checked else qt.Qt.Unchecked)
+            self.ui.annotateTerms.addItem(item)
+        self._status(
+            _("Annotate case {case}: confirm or correct the proposed labels.").format(case=task["case_id"])
+        )
+
+    def onAnnotateConfirm(self) -> None:
+        import qt
+        from SimilarCaseRetrievalLib.slicer_logic import chosen_label
+
+        choices = self._annotationChoices
+        if choices is None:
+            return
+        label = chosen_label(self.ui.annotateDiagnosis.currentText, choices["diagnoses"])
+        terms = [
+            name
+            for row, (name, _shown, _checked) in enumerate(choices["terms"])
+            if self.ui.annotateTerms.item(row).checkState() == qt.Qt.Checked
+        ]
+        self._start(
+            _("Storing the labels..."),
+            lambda **callbacks: self.logic.startConfirmAnnotation(label, terms, **callbacks),
+            self._onAnnotationConfirmed,
+        )
+
+    def _onAnnotationConfirmed(self, case) -> None:
+        self._status(_("Labels of {case} stored; the next search sees them.").format(case=case["case_id"]))
+        self.onAnnotateNext(skip=False)
 
     # -- results table -------------------------------------------------------------------------
     def _clearResults(self) -> None:
@@ -798,6 +893,7 @@ class SimilarCaseRetrievalLogic(ScriptedLoadableModuleLogic):
 
     # -- search and refine ---------------------------------------------------------------------------
     def startSearch(self, parameterNode, **callbacks) -> int:
+        self._usePacs(parameterNode)
         query = self.exportQuery(parameterNode)
         self.queryMask = query.mask
         return self.session.search(
@@ -832,6 +928,8 @@ class SimilarCaseRetrievalLogic(ScriptedLoadableModuleLogic):
     # -- scene -----------------------------------------------------------------------------------
     def startLoadCase(self, caseId: str, parameterNode=None, **callbacks) -> int:
         archive = self._archive(parameterNode) if parameterNode is not None else None
+        if parameterNode is not None:
+            self._usePacs(parameterNode)
         return self.session.load_case(caseId, archive, sequences="all", **callbacks)
 
     def loadCase(self, caseId: str, parameterNode=None):
@@ -876,6 +974,7 @@ class SimilarCaseRetrievalLogic(ScriptedLoadableModuleLogic):
         if result is None or not result["hits"]:
             raise ValueError("side by side: there are no results. Fix: run a search first")
         count = int(count or parameterNode.viewerCount)
+        self._usePacs(parameterNode)
         query = self.queryAsLoadedCase(parameterNode)
         caseIds = [hit["case_id"] for hit in result["hits"][:count]]
         loaded, errors = {}, []
@@ -922,6 +1021,7 @@ class SimilarCaseRetrievalLogic(ScriptedLoadableModuleLogic):
         """Add the query (volumes as they are in the scene, the segment) with label, terms and report."""
         from SimilarCaseRetrievalLib.slicer_logic import parse_terms
 
+        self._usePacs(parameterNode)
         return self.session.add_case(
             self.exportQuery(parameterNode),
             self._archive(parameterNode),
@@ -931,11 +1031,83 @@ class SimilarCaseRetrievalLogic(ScriptedLoadableModuleLogic):
             terms=parse_terms(parameterNode.newCaseTerms),
             report=parameterNode.newCaseReport,
             notes=parameterNode.notes,
+            pacs_study_uid=parameterNode.pacsStudyUid.strip() if parameterNode.pacsStoreSeg else None,
             **callbacks,
         )
 
     def addCurrentCase(self, parameterNode):
         return self._wait(self.startAddCase(parameterNode))
+
+    def startAnnotateNext(self, parameterNode, skip=False, done=None, **callbacks) -> int:
+        """The next suggested case to annotate (Skip: the one on screen is put aside), loaded with every sequence
+        and its segment and shown; `done` gets the task (reason, pre-filled labels) or None when none is left."""
+
+        def show(task):
+            if self.session.annotation_case is not None:
+                self.showLoadedCase(self.session.annotation_case)
+            if done is not None:
+                done(task)
+
+        return self.session.annotate_next(
+            self._archive(parameterNode),
+            model_dir=_pathOrNone(parameterNode.modelFolder),
+            strategy=parameterNode.annotateStrategy,
+            skip=skip,
+            done=show,
+            **callbacks,
+        )
+
+    def annotateNext(self, parameterNode, skip=False):
+        return self._wait(self.startAnnotateNext(parameterNode, skip=skip))
+
+    def startConfirmAnnotation(self, label, terms, **callbacks) -> int:
+        """Store the diagnosis and terms the annotator confirmed for the case on screen."""
+        return self.session.confirm_annotation(label, terms, **callbacks)
+
+    def confirmAnnotation(self, label, terms):
+        return self._wait(self.startConfirmAnnotation(label, terms))
+
+    # -- PACS ----------------------------------------------------------------------------------------
+    def _usePacs(self, parameterNode) -> None:
+        """The panel's PACS connection for the next requests (none when the field is empty), and the cache
+        folder hits that are only in the PACS are retrieved into."""
+        from SimilarCaseRetrievalLib.worker.pacs_requests import check_pacs_spec
+
+        spec = (parameterNode.pacsConnection or "").strip()
+        self.session.pacs = check_pacs_spec(spec) if spec else None
+        base = pathlib.Path(slicer.app.cachePath) if getattr(slicer, "app", None) else self.session.scratch
+        self.session.pacs_cache = base / MODULE_NAME / "pacs-cache"
+
+    def startPacsSearch(self, parameterNode, done=None, **callbacks) -> int:
+        """Search from the PACS study (UID and optional segment name in the panel) through the worker; the study
+        becomes the query in the scene (its notes fill an empty notes box); optionally the answer goes back
+        to the PACS as a KOS (its UID in result["kos"])."""
+        self._usePacs(parameterNode)
+
+        def show(value):
+            result, query = value
+            self.useAsQuery(parameterNode, query, "SimilarCaseRetrieval.pacsQuery")
+            if done is not None:
+                done(result)
+
+        return self.session.pacs_search(
+            self._archive(parameterNode),
+            parameterNode.pacsStudyUid,
+            segment=parameterNode.pacsSegmentName,
+            text=parameterNode.notes,
+            store_answer=bool(parameterNode.pacsStoreAnswer),
+            done=show,
+            **self._searchOptions(parameterNode),
+            **callbacks,
+        )
+
+    def pacsSearch(self, parameterNode):
+        """Blocking `startPacsSearch`; returns the result."""
+        return self._wait_result(self.startPacsSearch(parameterNode))
+
+    def _wait_result(self, requestId):
+        value = self._wait(requestId)
+        return value[0] if isinstance(value, tuple) else value
 
     # -- demo --------------------------------------------------------------------------------------
     def demoArchiveDir(self):
@@ -968,25 +1140,31 @@ class SimilarCaseRetrievalLogic(ScriptedLoadableModuleLogic):
     def showDemo(self, parameterNode, prepared, modelDir=None):
         """Select the demo archive and its first case as the query: volumes by sequence name, segment, notes.
         The previous demo query's nodes are replaced, not duplicated."""
-        from SimilarCaseRetrievalLib import mrml
-
         archive, case, loaded = prepared
-        previous = [getattr(parameterNode, param) for param in SEQUENCE_PARAMETERS.values()]
-        previous.append(parameterNode.segmentation)
         parameterNode.archiveFolder = str(archive)
         if modelDir is not None:
             parameterNode.modelFolder = str(modelDir)
+        parameterNode.notes = case["notes"]
+        self.useAsQuery(parameterNode, loaded, "SimilarCaseRetrieval.demo")
+        return case
+
+    def useAsQuery(self, parameterNode, loaded, tag):
+        """Make a loaded case the query (volumes by sequence name, segment; its notes fill an empty notes box).
+        The previous query's nodes carrying `tag` (the demo's, a PACS study's) are replaced, not duplicated."""
+        from SimilarCaseRetrievalLib import mrml
+
+        previous = [getattr(parameterNode, param) for param in SEQUENCE_PARAMETERS.values()]
+        previous.append(parameterNode.segmentation)
         for seq, param in SEQUENCE_PARAMETERS.items():
             setattr(parameterNode, param, loaded.volumes.get(seq))
         parameterNode.segmentation = loaded.segmentation
         parameterNode.segmentId = loaded.segment_id
-        parameterNode.notes = case["notes"]
-        mrml.remove_nodes(
-            [n for n in previous if n is not None and n.GetAttribute("SimilarCaseRetrieval.demo")]
-        )
+        notes = (loaded.info or {}).get("notes") or ""
+        if notes and not parameterNode.notes.strip():
+            parameterNode.notes = notes
+        mrml.remove_nodes([n for n in previous if n is not None and n.GetAttribute(tag)])
         for node in loaded.nodes():
-            node.SetAttribute("SimilarCaseRetrieval.demo", "1")
-        return case
+            node.SetAttribute(tag, "1")
 
     def loadDemo(self, parameterNode=None, archiveDir=None, modelDir=None, **options):
         """Blocking `startDemo` (Sample Data entry, scripts, tests); returns the demo case's record."""

@@ -161,6 +161,31 @@ def next_mark(mark: str | None) -> str | None:
     return {None: RELEVANT, RELEVANT: NOT_RELEVANT, NOT_RELEVANT: None}[mark]
 
 
+# -- annotate next ---------------------------------------------------------------------------------------------------
+def annotation_choices(task: Mapping[str, Any]) -> dict[str, Any]:
+    """What the *Annotate next* panel shows for a task: the reason, the diagnoses as "name (p)" most probable
+    first (the first is pre-selected), and each term as (name, "name (p)", pre-checked at p >= 0.5)."""
+    suggestion, prefill = task["suggestion"], task["prefill"]
+    reason = f"{task['case_id']}: {suggestion['reason']}"
+    if suggestion.get("duplicate_of"):
+        reason += f" (near-duplicate of labelled case {suggestion['duplicate_of']})"
+    checked = set(prefill.get("checked_terms") or [])
+    return {
+        "reason": reason,
+        "diagnoses": [(name, f"{name} ({p:.2f})") for name, p in prefill["diagnosis"]],
+        "terms": [(name, f"{name} ({p:.2f})", name in checked) for name, p in prefill["terms"]],
+    }
+
+
+def chosen_label(text: str, diagnoses) -> str | None:
+    """The diagnosis the annotator chose in the combo box: a listed "name (p)" -> name, else the typed text."""
+    text = (text or "").strip()
+    for name, shown in diagnoses:
+        if text == shown:
+            return name
+    return text or None
+
+
 # -- the session --------------------------------------------------------------------------------------------------
 class RetrievalSession:
     """One worker, the current result and marks, and the cases this module put in the scene.
@@ -386,7 +411,9 @@ class RetrievalSession:
         }
 
         def adopt(result):
-            query = mrml.add_written_case(result.pop("query"), prefix="")
+            written = result.pop("query")
+            query = mrml.add_written_case(written, prefix="")
+            query.info["notes"] = written["case"].get("notes") or ""
             shutil.rmtree(folder, ignore_errors=True)
             self.remove_previews()
             self.result, self.marks, self.archive = result, {}, str(archive)

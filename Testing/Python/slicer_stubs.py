@@ -72,6 +72,11 @@ class WithinRange:
         self.minimum, self.maximum = minimum, maximum
 
 
+class Choice:
+    def __init__(self, choices):
+        self.choices = list(choices)
+
+
 def _split(hint):
     if typing.get_origin(hint) is typing.Annotated:
         base, *extras = typing.get_args(hint)
@@ -88,6 +93,7 @@ def _is_node_type(base) -> bool:
 def _property(name, hint, default):
     base, extras = _split(hint)
     ranges = [e for e in extras if isinstance(e, WithinRange)]
+    choices = [e for e in extras if isinstance(e, Choice)]
 
     if _is_node_type(base):
 
@@ -119,6 +125,9 @@ def _property(name, hint, default):
             for r in ranges:
                 if not r.minimum <= value <= r.maximum:
                     raise ValueError(f"{name}={value} is outside [{r.minimum}, {r.maximum}]")
+        for c in choices:
+            if value not in c.choices:
+                raise ValueError(f"{name}={value!r} is not one of {c.choices}")
         self.parameterNode.SetParameter(name, str(value))
 
     return property(get, set_)
@@ -170,6 +179,7 @@ def install() -> None:
         module = types.ModuleType("slicer.parameterNodeWrapper")
         module.parameterNodeWrapper = parameterNodeWrapper
         module.WithinRange = WithinRange
+        module.Choice = Choice
         sys.modules[module.__name__] = module
         slicer.parameterNodeWrapper = module
     if not hasattr(slicer.util, "VTKObservationMixin"):  # pragma: no cover - slicer-core has it
