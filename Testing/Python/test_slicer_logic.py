@@ -268,3 +268,81 @@ def test_demo_builds_indexes_shows_a_query_and_a_second_click_does_not_duplicate
         slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == volumes
     )  # replaced, not added
     logic.close()
+
+
+# -- Annotate next ------------------------------------------------------------------------------------------
+def test_annotate_next_loads_prefills_skip_moves_on_and_confirmed_labels_are_searched(
+    scr, tiny_archive, tmp_path
+):
+    import dataclasses
+    import shutil
+
+    from SimilarCaseRetrievalLib.store import CaseStore
+
+    source, model = tiny_archive
+    archive = tmp_path / "archive"
+    shutil.copytree(source, archive)
+    with CaseStore(archive, create=False) as store:
+        cases = store.list_cases()
+        for case in cases[:3]:
+            store.update(dataclasses.replace(case, label=None, terms=[]))
+        unlabelled = {c.case_id: c for c in cases[:3]}
+    logic = scr.SimilarCaseRetrievalLogic()
+    node = logic.getParameterNode()
+    node.archiveFolder, node.modelFolder = str(archive), str(model)
+    node.annotateStrategy = "uncertainty"
+
+    task = logic.annotateNext(node)
+    assert task["case_id"] in unlabelled and task["suggestion"]["reason"]
+    shown = logic.session.annotation_case
+    assert set(shown.volumes) == set(unlabelled[task["case_id"]].sequences) and shown.segmentation is not None
+    prefill = task["prefill"]
+    probabilities = [p for _, p in prefill["diagnosis"]]
+    assert probabilities == sorted(probabilities, reverse=True) and abs(sum(probabilities) - 1) < 1e-3
+    choices = slicer_logic.annotation_choices(task)
+    assert choices["diagnoses"][0][0] == prefill["label"] and task["case_id"] in choices["reason"]
+    assert [name for name, _, checked in choices["terms"] if checked] == prefill["checked_terms"]
+    assert slicer_logic.chosen_label(choices["diagnoses"][0][1], choices["diagnoses"]) == prefill["label"]
+    assert slicer_logic.chosen_label(" typed diagnosis ", choices["diagnoses"]) == "typed diagnosis"
+
+    skipped_nodes = shown.nodes()
+    second = logic.annotateNext(node, skip=True)  # Skip: another case; the skipped one left the scene
+    assert second["case_id"] in unlabelled and second["case_id"] != task["case_id"]
+    assert all(n.GetScene() is None for n in skipped_nodes)
+
+    # the annotator corrects the diagnosis to the least probable one and keeps one term
+    label, term = second["prefill"]["diagnosis"][-1][0], second["prefill"]["terms"][0][0]
+    stored = logic.confirmAnnotation(label, [term])
+    assert (stored["case_id"], stored["label"], stored["terms"]) == (second["case_id"], label, [term])
+    annotated = logic.session.annotation_case
+    node.t2Volume, node.t1Volume, node.t1fsVolume = (annotated.volumes.get(s) for s in ("T2", "T1", "T1FS"))
+    node.segmentation, node.segmentId = annotated.segmentation, annotated.segment_id
+    node.labelFilter, node.k = label, 20
+    hits = {hit["case_id"]: hit for hit in logic.search(node)["hits"]}
+    assert hits[second["case_id"]]["label"] == label and term in hits[second["case_id"]]["terms"]
+
+    third = logic.annotateNext(node)  # the confirmed case never comes again; the skipped one neither
+    assert third is None or third["case_id"] not in (task["case_id"], second["case_id"])
+    logic.close()
+
+
+def test_confirm_without_a_case_on_screen_is_a_one_line_error(scr):
+    logic = scr.SimilarCaseRetrievalLogic()
+    with pytest.raises(CaseInputError, match="Next case"):
+        logic.confirmAnnotation("cystadenoma", [])
+    logic.close()
+
+
+def test_pacs_connection_refuses_credentials_in_the_url(scr):
+    from SimilarCaseRetrievalLib.worker.pacs_requests import check_pacs_spec
+
+    assert check_pacs_spec(" https://pacs.example.org/dicom-web ") == "https://pacs.example.org/dicom-web"
+    assert check_pacs_spec("dimse://ORTHANC@pacs:4242") == "dimse://ORTHANC@pacs:4242"
+    with pytest.raises(CaseInputError, match="SIMILAR_CASES_PACS_PASSWORD"):
+        check_pacs_spec("https://reader:secret@pacs.example.org/dicom-web")
+    logic = scr.SimilarCaseRetrievalLogic()
+    node = logic.getParameterNode()
+    node.pacsConnection = "https://reader:secret@pacs.example.org/dicom-web"
+    with pytest.raises(ValueError, match="password"):
+        logic.startPacsSearch(node)
+    logic.close()
