@@ -205,6 +205,46 @@ def test_the_worker_finds_the_library_without_pythonpath(tmp_path):
     try:
         answer = worker.call("ping", timeout=60)
         assert answer["pid"] == worker.worker_pid
-        assert answer["library"] == str(LIB_PARENT / "SimilarCaseRetrievalLib")  # this copy, not an installed one
+        assert answer["library"] == str(
+            LIB_PARENT / "SimilarCaseRetrievalLib"
+        )  # this copy, not an installed one
     finally:
         worker.close()
+
+
+def test_pacs_and_annotation_requests_check_their_input_in_a_real_worker(client, tiny, tmp_path):
+    archive, model = tiny
+    base = {"archive": str(archive), "model_dir": str(model), "folder": str(tmp_path / "q")}
+    with pytest.raises(protocol.WorkerInputError, match="PACS connection: not set"):
+        client.call("pacs_search", {**base, "pacs": "", "study_uid": "1.2.3"}, timeout=60)
+    with pytest.raises(protocol.WorkerInputError, match="holds a password"):
+        client.call(
+            "pacs_search", {**base, "pacs": "http://u:p@localhost:1/dicom-web", "study_uid": "1"}, timeout=60
+        )
+    with pytest.raises(protocol.WorkerInputError, match="no Study Instance UID"):
+        client.call(
+            "pacs_search", {**base, "pacs": "http://localhost:1/dicom-web", "study_uid": " "}, timeout=60
+        )
+    # a case whose files are in the archive is read from them: the (unreachable) PACS is never asked
+    from SimilarCaseRetrievalLib.store import CaseStore
+
+    with CaseStore(archive, create=False) as store:
+        case_id = store.ids()[0]
+    written = client.call(
+        "case_images",
+        {
+            "archive": str(archive),
+            "folder": str(tmp_path / "q"),
+            "case_id": case_id,
+            "pacs": "http://localhost:1/dicom-web",
+            "pacs_cache": str(tmp_path / "c"),
+        },
+        timeout=60,
+    )
+    assert os.path.isfile(written["sequences"]["T2"]) and not (tmp_path / "c").exists()
+    with pytest.raises(protocol.WorkerInputError, match="no diagnosis and no terms"):
+        client.call(
+            "annotate_confirm",
+            {"archive": str(archive), "model_dir": str(model), "case_id": case_id, "label": " ", "terms": []},
+            timeout=120,
+        )
