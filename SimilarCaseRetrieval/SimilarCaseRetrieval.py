@@ -105,7 +105,10 @@ class SimilarCaseRetrieval(ScriptedLoadableModule):
             "diagnosis, semantic terms (O-RADS MRI lexicon) and report. Click a case's mark to cycle it "
             "between relevant, not relevant and unmarked, then Refine (marks are kept); show the query and "
             "the top cases side by side in linked viewers; annotators can add the current case to the "
-            "archive. See docs/slicer.md in the extension's repository."
+            "archive, or label the suggested cases one by one (Annotate next: the model's diagnosis and terms "
+            "are pre-filled). With a PACS connection: search from a PACS study, store the answer as a KOS, "
+            "store a segment as DICOM SEG; hits only in the PACS are retrieved when shown. "
+            "See docs/slicer.md in the extension's repository."
         )
         tooOld = unsupportedPythonMessage()
         if tooOld:
