@@ -184,3 +184,15 @@ def install() -> None:
         slicer.parameterNodeWrapper = module
     if not hasattr(slicer.util, "VTKObservationMixin"):  # pragma: no cover - slicer-core has it
         raise ImportError("slicer.util.VTKObservationMixin is missing from slicer-core")
+
+
+def import_module():
+    """`install()`, then import SimilarCaseRetrieval.py from the repository (the tests' `scr` fixture)."""
+    install()
+    folder = str(pathlib.Path(__file__).resolve().parents[2] / "SimilarCaseRetrieval")
+    sys.path.insert(0, folder)
+    try:
+        import SimilarCaseRetrieval
+    finally:
+        sys.path.remove(folder)
+    return SimilarCaseRetrieval

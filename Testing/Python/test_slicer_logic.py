@@ -3,7 +3,6 @@ the Qt-free session helpers (SimilarCaseRetrievalLib.slicer_logic)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,10 @@ import slicer_stubs  # noqa: E402
 from SimilarCaseRetrievalLib import slicer_logic  # noqa: E402
 from SimilarCaseRetrievalLib.errors import CaseInputError  # noqa: E402
 
-MODULE_DIR = Path(__file__).resolve().parents[2] / "SimilarCaseRetrieval"
-
 
 @pytest.fixture(scope="module")
 def scr():
-    slicer_stubs.install()
-    sys.path.insert(0, str(MODULE_DIR))
-    try:
-        import SimilarCaseRetrieval
-    finally:
-        sys.path.remove(str(MODULE_DIR))
-    return SimilarCaseRetrieval
+    return slicer_stubs.import_module()
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import csv
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,20 +14,14 @@ pytest.importorskip("torch")
 
 import slicer_stubs  # noqa: E402
 
-MODULE_DIR = Path(__file__).resolve().parents[2] / "SimilarCaseRetrieval"
 SITE_KEY = "test-site-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
 def scr():
-    slicer_stubs.install()
-    sys.path.insert(0, str(MODULE_DIR))
-    try:
-        import SimilarCaseRetrieval
-    finally:
-        sys.path.remove(str(MODULE_DIR))
-    yield SimilarCaseRetrieval
-    SimilarCaseRetrieval.stopWorker()
+    module = slicer_stubs.import_module()
+    yield module
+    module.stopWorker()
 
 
 @pytest.fixture(autouse=True)
