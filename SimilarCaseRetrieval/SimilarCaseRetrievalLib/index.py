@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("image", "text", "fused")
 SIDECAR = "index.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: SHA-256 of every graph file in the sidecar
 FUSED_TEXT_WEIGHT = 0.3  # w0: the text share the fused vectors (and graph) are built for
 _A = math.sqrt(1.0 - FUSED_TEXT_WEIGHT)
 _B = math.sqrt(FUSED_TEXT_WEIGHT)
@@ -92,6 +92,12 @@ def _same(image: np.ndarray, text: np.ndarray) -> np.ndarray:
 def ids_checksum(ids: Iterable[str]) -> str:
     """Order-independent checksum of a set of case ids."""
     return hashlib.sha256("\n".join(sorted(ids)).encode("utf-8")).hexdigest()
+
+
+def _sync(path: Path) -> None:
+    """Flush a written file to the disk (a full disk can surface here)."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
 
 
 def _hnswlib():
@@ -153,7 +159,7 @@ class ArchiveIndex:
         return np.ascontiguousarray(image if kind == "image" else text)
 
     def _new_graph(self, kind: str, capacity: int):
-        graph = _hnswlib().Index(space="cosine", dim=2 * self.dim if kind == "fused" else self.dim)
+        graph = _hnswlib().Index(space="cosine", dim=self._kind_dim(kind))
         graph.init_index(
             max_elements=max(capacity, 16), ef_construction=self.config.ef_construction, M=self.config.m
         )
@@ -214,16 +220,33 @@ class ArchiveIndex:
         return {kind: self.index_dir / f"{kind}.hnsw" for kind in KINDS}
 
     def save(self) -> None:
-        """Write the graphs, then the sidecar (atomically, last: a torn save is detected and rebuilt on open)."""
+        """Write the graphs, then the sidecar (atomically, last: a torn save is detected and rebuilt on open).
+
+        Each graph is written to a temporary file, synced, read back and verified (layout, graph_files.py)
+        before it replaces the old one; its SHA-256 goes into the sidecar and is checked before every load.
+        A failed write (disk full, read-only) raises StorageError and leaves the old files in place."""
+        from .errors import storage_error
+        from .graph_files import check_graph_bytes
+
         self.index_dir.mkdir(parents=True, exist_ok=True)
         if not self.graphs:
             self.rebuild()
-        sizes = {}
+        sizes, digests = {}, {}
         for kind, path in self._paths().items():
             tmp = path.with_suffix(".hnsw.tmp")
-            self.graphs[kind].save_index(str(tmp))
+            try:
+                self.graphs[kind].save_index(str(tmp))  # hnswlib does not report a failed write
+                _sync(tmp)
+                data = tmp.read_bytes()
+            except (OSError, RuntimeError) as exc:
+                tmp.unlink(missing_ok=True)
+                raise storage_error(path, exc, "cannot write the index file") from None
+            problem = check_graph_bytes(data, count=len(self.labels), dim=self._kind_dim(kind), m=self.config.m)
+            if problem:
+                tmp.unlink(missing_ok=True)
+                raise storage_error(path, f"written file is incomplete: {problem}", "cannot write the index file")
+            sizes[kind], digests[kind] = len(data), hashlib.sha256(data).hexdigest()
             os.replace(tmp, path)
-            sizes[kind] = path.stat().st_size
         sidecar = {
             "format": FORMAT_VERSION,
             "model_version": self.model_version,
@@ -233,11 +256,20 @@ class ArchiveIndex:
             "ids_checksum": ids_checksum(self.rows),
             "labels": self.labels,
             "file_sizes": sizes,
+            "sha256": digests,
             "config": self.config.to_dict(),
         }
         tmp = self.index_dir / (SIDECAR + ".tmp")
-        tmp.write_text(json.dumps(sidecar), encoding="utf-8")
-        os.replace(tmp, self.index_dir / SIDECAR)
+        try:
+            tmp.write_text(json.dumps(sidecar), encoding="utf-8")
+            _sync(tmp)
+            os.replace(tmp, self.index_dir / SIDECAR)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise storage_error(self.index_dir / SIDECAR, exc, "cannot write the index file") from None
+
+    def _kind_dim(self, kind: str) -> int:
+        return 2 * self.dim if kind == "fused" else self.dim
 
     def _load_graphs(self, sidecar: dict) -> bool:
         """Load the saved graphs if they match the sidecar; False when they must be rebuilt."""
@@ -254,9 +286,9 @@ class ArchiveIndex:
             return False  # graphs built with other parameters
         graphs = {}
         for kind, path in self._paths().items():
-            if not path.is_file() or path.stat().st_size != sidecar.get("file_sizes", {}).get(kind):
-                return False
-            graph = _hnswlib().Index(space="cosine", dim=2 * self.dim if kind == "fused" else self.dim)
+            if not self._verified(path, kind, sidecar, len(labels)):
+                return False  # hnswlib never reads a file that failed the check
+            graph = _hnswlib().Index(space="cosine", dim=self._kind_dim(kind))
             try:
                 graph.load_index(str(path), max_elements=len(labels) + 16)
             except (RuntimeError, ValueError, MemoryError) as exc:
@@ -268,6 +300,29 @@ class ArchiveIndex:
             graph.set_ef(self.config.ef_search)
             graphs[kind] = graph
         self.graphs = graphs
+        return True
+
+    def _verified(self, path: Path, kind: str, sidecar: dict, count: int) -> bool:
+        """True when the graph file has the size and SHA-256 the sidecar recorded and a layout hnswlib can
+        walk safely (graph_files.py); the reason is logged otherwise."""
+        from .graph_files import check_graph_bytes
+
+        expected = (sidecar.get("sha256") or {}).get(kind)
+        try:
+            if not path.is_file() or path.stat().st_size != (sidecar.get("file_sizes") or {}).get(kind):
+                log.info("index file %s missing or of another size; rebuilding", path.name)
+                return False
+            data = path.read_bytes()
+        except OSError as exc:
+            log.warning("index file %s unreadable (%s); rebuilding", path.name, exc)
+            return False
+        if not isinstance(expected, str) or hashlib.sha256(data).hexdigest() != expected:
+            log.warning("index file %s does not match its checksum in %s; rebuilding", path.name, SIDECAR)
+            return False
+        problem = check_graph_bytes(data, count=count, dim=self._kind_dim(kind), m=self.config.m)
+        if problem:
+            log.warning("index file %s is not a valid graph (%s); rebuilding", path.name, problem)
+            return False
         return True
 
     @classmethod
