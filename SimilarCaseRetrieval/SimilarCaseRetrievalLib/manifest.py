@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .case_ids import check_case_id
 from .errors import CaseInputError
 from .store import Case
 from .study import format_sequence_spec, parse_sequence_spec
@@ -64,17 +65,18 @@ def split_terms(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(";") if t.strip()]
 
 
-def read_manifest(path: Path | str) -> tuple[list[Case], list[RowError]]:
+def read_manifest(path: Path | str, *, queries: bool = False) -> tuple[list[Case], list[RowError]]:
     """Parse rows into Cases (absolute paths, resolved against the manifest's folder) and row errors.
 
     Checks here are cheap (columns, ids, file existence, dates); `ingest_manifest` also reads the images.
-    A file without a `case_id` column raises CaseInputError.
+    A file without a `case_id` column raises CaseInputError. `queries`: rows of a queries manifest, where a
+    row with text or notes and no image is a text-only query.
     """
-    cases, errors, _ = _read_rows(Path(path))
+    cases, errors, _ = _read_rows(Path(path), queries=queries)
     return cases, errors
 
 
-def _read_rows(path: Path) -> tuple[list[Case], list[RowError], dict[str, int]]:
+def _read_rows(path: Path, *, queries: bool = False) -> tuple[list[Case], list[RowError], dict[str, int]]:
     if not path.is_file():
         raise CaseInputError(path, "manifest not found", "check the path to the manifest CSV")
     base_dir = path.resolve().parent
@@ -100,7 +102,7 @@ def _read_rows(path: Path) -> tuple[list[Case], list[RowError], dict[str, int]]:
                     continue  # blank line
                 case_id = (row.get("case_id") or "").strip() or None
                 try:
-                    case = _case_from_row(row, base_dir)
+                    case = _case_from_row(row, base_dir, queries=queries)
                 except CaseInputError as exc:
                     errors.append(RowError(line, case_id, str(exc), str(path)))
                     continue
@@ -123,14 +125,19 @@ def _cell(row: dict, key: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _case_from_row(row: dict, base_dir: Path) -> Case:
+def _case_from_row(row: dict, base_dir: Path, *, queries: bool = False) -> Case:
     case_id = _cell(row, "case_id")
     if not case_id:
         raise CaseInputError(None, "empty case_id", "give every row a unique case_id")
+    check_case_id(case_id)
     image = _cell(row, "image")
-    if not image:
-        raise CaseInputError(None, "no image", "fill the 'image' column (a path, or T2=a.nii.gz;T1=b.nii.gz)")
-    sequences = parse_sequence_spec(image, base_dir)
+    text_only = queries and not image and bool(_cell(row, "text") or _cell(row, "notes"))
+    if not image and not text_only:
+        fill = " (or, in a queries manifest, 'text' / 'notes' for a text-only query)" if queries else ""
+        raise CaseInputError(
+            None, "no image", f"fill the 'image' column (a path, or T2=a.nii.gz;T1=b.nii.gz){fill}"
+        )
+    sequences = parse_sequence_spec(image, base_dir) if image else {}
     for p in sequences.values():
         _require_exists(p)
     mask = _cell(row, "mask")

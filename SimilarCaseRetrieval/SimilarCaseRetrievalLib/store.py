@@ -238,6 +238,9 @@ class CaseStore:
         )
 
     def _insert(self, conn: sqlite3.Connection, case: Case, replace: bool) -> None:
+        from .case_ids import check_case_id
+
+        check_case_id(case.case_id, f"case {ascii(case.case_id)[1:-1][:80]}")
         row = self._row(case)
         if replace:
             conn.execute("DELETE FROM cases WHERE case_id = ?", (case.case_id,))

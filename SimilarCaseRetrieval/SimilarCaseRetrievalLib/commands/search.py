@@ -155,11 +155,12 @@ def _run_manifest(engine, args, options, relevant, not_relevant) -> int:
 
     from tqdm import tqdm
 
+    from ..case_ids import inside
     from ..manifest import read_manifest
     from ..results import format_table
     from ..search import read_query
 
-    queries, row_errors = read_manifest(args.queries)
+    queries, row_errors = read_manifest(args.queries, queries=True)
     out = {"queries": {}, "errors": {e.case_id or f"line {e.line}": e.message for e in row_errors}}
     for case in tqdm(queries, desc="queries", unit="query", disable=len(queries) < 3):
         try:
@@ -183,7 +184,7 @@ def _run_manifest(engine, args, options, relevant, not_relevant) -> int:
             from ..render import write_report
 
             write_report(
-                Path(args.report) / case.case_id,
+                inside(args.report, case.case_id),  # never outside the folder named by --report
                 result,
                 engine.store,
                 query_study=study,
