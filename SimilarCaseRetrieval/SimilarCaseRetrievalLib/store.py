@@ -2,6 +2,8 @@
 
 Tables: `schema_version`, `cases` (no column for patient names; `patient_id` is pseudonymous),
 `embeddings` (case_id, model_version, kind) -> float32 blob + dimension, `predicted_terms`, `feedback`.
+Each case row carries a `revision`: a fresh random token on every insert, replace and update, so that an
+embedding computed from an older version of the case is refused at commit (`current_revisions`).
 Every write runs in one transaction; `add_many` is all-or-nothing; removing a case removes its embeddings and
 predicted terms. Paths inside the archive folder are stored relative to it.
 """
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     from .study import Study
 
 DB_NAME = "cases.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: cases.revision (_migrate_add_revision)
 EMBEDDING_KINDS = ("image", "text", "fused")
 
 _SCHEMA = """
@@ -156,6 +158,7 @@ class CaseStore:
                     f"case store schema version {row[0]} is newer than this software ({SCHEMA_VERSION})",
                     "upgrade SimilarCaseRetrieval",
                 )
+            _migrate_add_revision(conn)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -250,10 +253,10 @@ class CaseStore:
                 "case id already in the archive",
                 "use another id, update(), or --replace",
             )
-        placeholders = ", ".join("?" * (len(_CASE_COLUMNS) + 1))
+        placeholders = ", ".join("?" * (len(_CASE_COLUMNS) + 2))
         conn.execute(
-            f"INSERT INTO cases ({', '.join(_CASE_COLUMNS)}, added_at) VALUES ({placeholders})",
-            (*row, _now()),
+            f"INSERT INTO cases ({', '.join(_CASE_COLUMNS)}, added_at, revision) VALUES ({placeholders})",
+            (*row, _now(), _new_revision()),
         )
 
     @staticmethod
@@ -283,8 +286,10 @@ class CaseStore:
         with self.transaction() as conn:
             if not self._exists(conn, case.case_id):
                 raise self._unknown(case.case_id)
-            assignments = ", ".join(f"{c} = ?" for c in _CASE_COLUMNS[1:])
-            conn.execute(f"UPDATE cases SET {assignments} WHERE case_id = ?", (*row[1:], case.case_id))
+            assignments = ", ".join(f"{c} = ?" for c in (*_CASE_COLUMNS[1:], "revision"))
+            conn.execute(
+                f"UPDATE cases SET {assignments} WHERE case_id = ?", (*row[1:], _new_revision(), case.case_id)
+            )
 
     def remove(self, case_id: str) -> None:
         """Remove a case with its embeddings and predicted terms."""
@@ -317,6 +322,22 @@ class CaseStore:
         if term is not None:
             cases = [c for c in cases if term in c.terms]
         return cases
+
+    def current_revisions(self, case_ids: Iterable[str]) -> dict[str, int]:
+        """case id -> its revision now (cases not in the store are left out). An embedding is current when
+        the revision read before its files were read is still the case's revision at commit."""
+        ids = list(case_ids)
+        out: dict[str, int] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                out.update(
+                    self._conn.execute(
+                        f"SELECT case_id, revision FROM cases WHERE case_id IN ({marks})", part
+                    ).fetchall()
+                )
+        return out
 
     def ids(self) -> list[str]:
         with self._lock:
@@ -500,6 +521,23 @@ def _case_from_row(row: tuple) -> Case:
         patient_id=values["patient_id"],
         study_date=values["study_date"],
     )
+
+
+def _migrate_add_revision(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: add `cases.revision` (existing cases get random tokens); idempotent."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(cases)")}
+    if "revision" not in columns:
+        conn.execute("ALTER TABLE cases ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
+        ids = [r[0] for r in conn.execute("SELECT case_id FROM cases")]
+        conn.executemany("UPDATE cases SET revision = ? WHERE case_id = ?", [(_new_revision(), i) for i in ids])
+    conn.execute("UPDATE schema_version SET version = ? WHERE version < ?", (2, 2))
+
+
+def _new_revision() -> int:
+    """A fresh revision token (62 random bits: two versions of a case never share one in practice)."""
+    import secrets
+
+    return secrets.randbits(62) + 1
 
 
 def _now() -> str:
