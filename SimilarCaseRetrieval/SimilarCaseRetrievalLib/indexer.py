@@ -211,7 +211,7 @@ def read_case_roi(
             if store not in _READER_STORES:
                 from .store import CaseStore
 
-                _READER_STORES[store] = CaseStore(Path(store), create=False)
+                _READER_STORES[store] = CaseStore(Path(store), create=False, readonly=True)
             store = _READER_STORES[store]
         study = store.load_study(case)
         return extract_roi(study, store.load_mask(case, study), sequences, roi_config), None
@@ -281,6 +281,9 @@ def index_archive(
         log.debug("sentence cache: %d hit(s), %d miss(es)", cache.hits, cache.misses)
         cache.close()
     before = _indexed_count(store)
+    if not store.get_embeddings(version, "fused")[0]:  # nothing could be embedded: report.failed says why
+        report.seconds = time.perf_counter() - started
+        return report
     index = open_index(store, version, config, rebuild=reembed)
     report.removed = max(0, before - len(index) + len(report.embedded)) if before >= 0 else 0
     report.indexed = len(index)
@@ -401,12 +404,37 @@ def _indexed_count(store: CaseStore) -> int:
 
 
 def open_index(
-    store: CaseStore, version: str, config: IndexConfig | None = None, *, rebuild: bool = False
+    store: CaseStore,
+    version: str,
+    config: IndexConfig | None = None,
+    *,
+    rebuild: bool = False,
+    must_save: bool = True,
 ) -> ArchiveIndex:
-    """The index of the stored fused embeddings for `version` (loaded, updated or rebuilt; saved)."""
+    """The index of the stored fused embeddings for `version` (loaded, updated or rebuilt; saved).
+
+    A read-only store is indexed in memory (nothing saved). `must_save=False` (searching): a failed save is
+    logged and the index is used from memory; else the StorageError propagates (indexing: never report done
+    what was not written)."""
+    from .errors import StorageError
+
     ids, fused = store.get_embeddings(version, "fused")
     live = set(store.ids())
     keep = [n for n, i in enumerate(ids) if i in live]  # embeddings of removed cases are not indexed
+    if not keep:
+        raise CaseInputError(
+            store.archive_dir,
+            f"no case is embedded with model {version}",
+            f"run `similar-cases index --archive {store.archive_dir}` and fix the cases it lists",
+        )
     ids = [ids[n] for n in keep]
-    fused = np.asarray(fused, dtype=np.float32)[keep] if keep else np.zeros((0, 2), dtype=np.float32)
-    return ArchiveIndex.open(index_dir(store), version, list(ids), fused, config, rebuild=rebuild)
+    fused = np.asarray(fused, dtype=np.float32)[keep]
+    directory = index_dir(store)
+    save = not store.readonly
+    try:
+        return ArchiveIndex.open(directory, version, list(ids), fused, config, rebuild=rebuild, save=save)
+    except StorageError as exc:
+        if must_save:
+            raise
+        log.warning("index not saved (%s); searching with the index built in memory", exc)
+        return ArchiveIndex.open(directory, version, list(ids), fused, config, rebuild=rebuild, save=False)

@@ -33,6 +33,12 @@ def run(args: argparse.Namespace) -> int:
     from ..manifest import ingest_manifest
     from ..store import CaseStore
 
+    from pathlib import Path
+
+    from ..errors import CaseInputError
+
+    if not Path(args.manifest).is_file():  # before the archive is created
+        raise CaseInputError(args.manifest, "manifest not found", "check the path to the manifest CSV")
     start = time.perf_counter()
     with CaseStore(args.archive) as store:
         result = ingest_manifest(
