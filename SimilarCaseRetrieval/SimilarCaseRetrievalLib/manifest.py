@@ -218,6 +218,15 @@ def write_manifest(path: Path | str, cases: Iterable[Case], *, base_dir: Path | 
     return path
 
 
+def with_resample_option(mask: str | None) -> str | None:
+    """A mask reference that asks for resampling onto the image grid (`#resample=1`)."""
+    from .volume_io import RESAMPLE_OPTION
+
+    if not mask or RESAMPLE_OPTION in mask.partition("#")[2].split("&"):
+        return mask
+    return f"{mask}&{RESAMPLE_OPTION}" if "#" in mask else f"{mask}#{RESAMPLE_OPTION}"
+
+
 def validate_case(case: Case) -> None:
     """Read the study and the mask (segment) of a case with absolute paths; raises CaseInputError."""
     from .study import read_mask, read_study
@@ -234,12 +243,17 @@ def ingest_manifest(
     validate: bool = True,
     replace: bool = False,
     progress: bool = True,
+    resample_masks: bool = False,
 ) -> IngestResult:
-    """Validate every row and add the good ones to `store` in one transaction; bad rows come back as errors."""
+    """Validate every row and add the good ones to `store` in one transaction; bad rows come back as errors.
+    `resample_masks`: masks on another grid than their image are resampled (stored as `mask#resample=1`)."""
     from tqdm import tqdm
 
     path = Path(path)
     cases, errors, lines = _read_rows(path)
+    if resample_masks:
+        for case in cases:
+            case.mask = with_resample_option(case.mask)
     result = IngestResult(errors=list(errors))
     good: list[Case] = []
     for case in tqdm(cases, desc=f"ingest {path.name}", unit="case", disable=not progress or len(cases) < 2):

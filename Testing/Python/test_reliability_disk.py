@@ -119,7 +119,7 @@ def _read_only(folder: Path) -> Path:
     if ok:
         ok = subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True).returncode == 0
         if not ok:
-            subprocess.run(["umount", str(view)], capture_output=True)
+            subprocess.run(["umount", "-l", str(view)], capture_output=True)
     if not ok:
         pytest.skip("running as root without permission to mount a read-only view")
     return view
@@ -154,4 +154,4 @@ def test_a_read_only_archive_is_searchable(tmp_path, tiny_archive, model):
         assert index.returncode == 2 and "writable" in _error_line(index)
     finally:
         if view != archive:
-            subprocess.run(["umount", str(view)], capture_output=True)
+            subprocess.run(["umount", "-l", str(view)], capture_output=True)
