@@ -88,9 +88,7 @@ def _read_rows(path: Path, *, queries: bool = False) -> tuple[list[Case], list[R
             reader = csv.DictReader(f)
             header = [h.strip() for h in (reader.fieldnames or [])]
             if "case_id" not in header:
-                raise CaseInputError(
-                    path, "manifest has no 'case_id' column", f"use the columns {', '.join(MANIFEST_COLUMNS)}"
-                )
+                raise CaseInputError(path, "manifest has no 'case_id' column", _header_fix(header))
             unknown = [h for h in header if h and h not in MANIFEST_COLUMNS]
             if unknown:
                 log.warning("%s: ignoring unknown columns %s", path.name, ", ".join(unknown))
@@ -116,8 +114,25 @@ def _read_rows(path: Path, *, queries: bool = False) -> tuple[list[Case], list[R
     except UnicodeDecodeError:
         raise CaseInputError(path, "manifest is not UTF-8 text", "save the CSV as UTF-8") from None
     except csv.Error as exc:
-        raise CaseInputError(path, f"malformed CSV ({exc})", "fix the quoting of that line") from None
+        where = f"{path}:{last_line + 1}" if "last_line" in locals() else path  # the record that failed
+        if "field larger than field limit" in str(exc):
+            raise CaseInputError(
+                where,
+                f"a field is longer than {csv.field_size_limit()} characters",
+                "shorten the text/notes there, or close the quote left open before it",
+            ) from None
+        raise CaseInputError(where, f"malformed CSV ({exc})", "fix the quoting of that line") from None
     return cases, errors, lines
+
+
+def _header_fix(header: list[str]) -> str:
+    """The fix for a header without `case_id`: a hint when the file is not comma-separated."""
+    columns = f"use the columns {', '.join(MANIFEST_COLUMNS)}"
+    joined = ",".join(header)
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+        if "case_id" in joined and sep in joined:
+            return f"the file is separated by {name}: save it as comma-separated CSV ({columns})"
+    return columns
 
 
 def _cell(row: dict, key: str) -> str:

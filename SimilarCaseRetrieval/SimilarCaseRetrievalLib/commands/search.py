@@ -71,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
     from ..results import format_table, load_query
     from ..search import SearchEngine
 
+    try:
+        args.text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as surrogates
+        raise CaseInputError(
+            "--text", "not valid UTF-8 text", "pass the notes as UTF-8 (e.g. convert them with iconv)"
+        ) from None
     if args.k is not None and args.k < 1:
         raise CaseInputError("-k", f"{args.k}", "ask for at least one hit")
     if args.queries and (args.image or args.text or args.load_query):

@@ -51,6 +51,7 @@ def load_sentence_model(name: str, where: str | Path | None = None, quantization
     else:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        resolved = _local_model_path(resolved, name, where)  # never the network (a miss waited 75 s offline)
         from sentence_transformers import SentenceTransformer
 
         try:
@@ -65,6 +66,23 @@ def load_sentence_model(name: str, where: str | Path | None = None, quantization
     _LOADED[(resolved, quantization)] = model
     log.debug("loaded text model %s (%s)", resolved, quantization)
     return model
+
+
+def _local_model_path(resolved: str, name: str, where: str | Path | None) -> str:
+    """A local folder for the text model: the folder itself, or the hub name's snapshot in the local Hugging
+    Face cache; CaseInputError at once when neither exists (nothing is downloaded at run time)."""
+    if Path(resolved).exists():
+        return resolved
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(resolved, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached, invalid repo id, no huggingface_hub
+        raise CaseInputError(
+            where or name,
+            f"text model {name!r} is neither a local folder nor in the local Hugging Face cache",
+            "set text_model to 'default' or to a local sentence-transformers folder (nothing is downloaded)",
+        ) from None
 
 
 def quantize_int8(model, where: str | Path):
