@@ -94,6 +94,19 @@ def ids_checksum(ids: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode("utf-8")).hexdigest()
 
 
+def _labels_ok(sidecar: dict) -> bool:
+    """The sidecar's labels are strings or nulls, each live id once, matching its ids checksum (a damaged
+    sidecar is rebuilt, never trusted: a duplicated id would be returned twice)."""
+    labels = sidecar.get("labels")
+    if not isinstance(labels, list) or not all(i is None or isinstance(i, str) for i in labels):
+        return False
+    live = [i for i in labels if i is not None]
+    if len(set(live)) != len(live) or ids_checksum(live) != sidecar.get("ids_checksum"):
+        log.warning("index sidecar %s is damaged (case ids); rebuilding", SIDECAR)
+        return False
+    return True
+
+
 def _sync(path: Path) -> None:
     """Flush a written file to the disk (a full disk can surface here)."""
     with open(path, "rb+") as f:
@@ -355,7 +368,7 @@ class ArchiveIndex:
             except (OSError, ValueError):
                 sidecar = {}
         changed = True
-        if sidecar and not rebuild and index._load_graphs(sidecar):
+        if sidecar and not rebuild and _labels_ok(sidecar) and index._load_graphs(sidecar):
             labels: list[str | None] = list(sidecar["labels"])
             rows = [stored.get(i) if i is not None else None for i in labels]
             index.labels = labels

@@ -256,7 +256,7 @@ def index_archive(
     started = time.perf_counter()
     version = encoder.version
     all_ids = list(store.ids())
-    done = set() if reembed else set(store.get_embeddings(version, "fused")[0])
+    done = set() if reembed else set(sound_embeddings(store, version)[0])  # damaged ones are embedded again
     todo = [i for i in all_ids if i not in done]
     report = IndexReport(model_version=version, total=len(all_ids))
     # The text model first (its imports take seconds): loading it while the readers run was measured slower
@@ -281,7 +281,7 @@ def index_archive(
         log.debug("sentence cache: %d hit(s), %d miss(es)", cache.hits, cache.misses)
         cache.close()
     before = _indexed_count(store)
-    if not store.get_embeddings(version, "fused")[0]:  # nothing could be embedded: report.failed says why
+    if not sound_embeddings(store, version)[0]:  # nothing could be embedded: report.failed says why
         report.seconds = time.perf_counter() - started
         return report
     index = open_index(store, version, config, rebuild=reembed)
@@ -403,6 +403,27 @@ def _indexed_count(store: CaseStore) -> int:
         return -1
 
 
+def sound_embeddings(store: CaseStore, version: str) -> tuple[list[str], np.ndarray]:
+    """The stored fused embeddings of `version` that are intact: fused vectors have unit length by
+    construction, so a vector damaged on disk (a flipped byte in its blob) is left out with a warning, never
+    searched (`similar-cases index` embeds those cases again)."""
+    ids, fused = store.get_embeddings(version, "fused")
+    if not ids:
+        return ids, fused
+    norms = np.linalg.norm(fused.astype(np.float64), axis=1)
+    bad = ~(np.abs(norms - 1.0) <= 1e-3)  # NaN norms are bad too
+    if bad.any():
+        damaged = [i for i, b in zip(ids, bad, strict=True) if b]
+        log.warning(
+            "%d case(s) have damaged stored embeddings and are left out (e.g. %s); run `similar-cases index`",
+            len(damaged),
+            damaged[0],
+        )
+        keep = ~bad
+        ids, fused = [i for i, k in zip(ids, keep, strict=True) if k], fused[keep]
+    return ids, fused
+
+
 def open_index(
     store: CaseStore,
     version: str,
@@ -418,7 +439,7 @@ def open_index(
     what was not written)."""
     from .errors import StorageError
 
-    ids, fused = store.get_embeddings(version, "fused")
+    ids, fused = sound_embeddings(store, version)
     live = set(store.ids())
     keep = [n for n, i in enumerate(ids) if i in live]  # embeddings of removed cases are not indexed
     if not keep:

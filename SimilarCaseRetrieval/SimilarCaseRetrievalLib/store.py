@@ -472,9 +472,14 @@ class CaseStore:
             ).fetchall()
         if not rows:
             return [], np.zeros((0, 0), dtype=np.float32)
-        dim = rows[0][1]
-        vectors = np.stack([np.frombuffer(r[2], dtype=np.float32, count=dim) for r in rows])
-        return [r[0] for r in rows], vectors
+        dim = int(np.median([r[1] for r in rows]))
+        sound = [r for r in rows if r[1] == dim and isinstance(r[2], bytes) and len(r[2]) == 4 * dim]
+        if len(sound) < len(rows):
+            log.warning("%d stored %s embedding(s) damaged (size); left out", len(rows) - len(sound), kind)
+        if not sound:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        vectors = np.stack([np.frombuffer(r[2], dtype=np.float32, count=dim) for r in sound])
+        return [r[0] for r in sound], vectors
 
     def delete_embeddings(self, model_version: str, kind: str | None = None) -> None:
         with self.transaction() as conn:

@@ -163,6 +163,23 @@ def text_hash(key: str, text: str) -> str:
     return hashlib.sha256(f"{key}\0{text}".encode()).hexdigest()
 
 
+def _seal(blob: bytes) -> bytes:
+    """A cached vector with its CRC-32 appended (a damaged entry is a miss, never a wrong embedding)."""
+    import zlib
+
+    return blob + zlib.crc32(blob).to_bytes(4, "little")
+
+
+def _unseal(blob: bytes | None, dim: int) -> np.ndarray | None:
+    """The vector of a sealed cache entry, None when absent, of another size or damaged (then recomputed)."""
+    import zlib
+
+    if blob is None or len(blob) != 4 * dim + 4:
+        return None
+    data, crc = blob[:-4], int.from_bytes(blob[-4:], "little")
+    return np.frombuffer(data, dtype=np.float32) if zlib.crc32(data) == crc else None
+
+
 class SentenceCache:
     """Raw (frozen) sentence embeddings by SHA-256 of (cache key, text), in one SQLite file.
 
@@ -214,9 +231,9 @@ class SentenceCache:
             return out, missing
         missing = []
         for i, h in enumerate(hashes):
-            blob = found.get(h)
-            if blob is not None and len(blob) == 4 * dim:
-                out[i] = np.frombuffer(blob, dtype=np.float32)
+            vector = _unseal(found.get(h), dim)
+            if vector is not None:
+                out[i] = vector
             else:
                 missing.append(i)
         self.hits += len(texts) - len(missing)
@@ -227,7 +244,7 @@ class SentenceCache:
         if self._conn is None or not len(texts):
             return
         rows = [
-            (text_hash(self.key, t), np.asarray(v, dtype=np.float32).tobytes())
+            (text_hash(self.key, t), _seal(np.asarray(v, dtype=np.float32).tobytes()))
             for t, v in zip(texts, vectors, strict=True)
             if np.all(np.isfinite(v))
         ]
