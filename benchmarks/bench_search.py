@@ -229,7 +229,9 @@ def verify_section(n: int, dim: int, work: Path, threads: int, ef_construction: 
         config = IndexConfig(exact_threshold=0, num_threads=threads, ef_construction=ef_construction)
     t = time.perf_counter()
     index = ArchiveIndex.open(work / "verify", "v", [f"c{i}" for i in range(n)], fuse(image, text), config)
-    print(f"built and saved (with the write verification) {n} cases x 3 graphs in {time.perf_counter() - t:.0f} s")
+    print(
+        f"built and saved (with the write verification) {n} cases x 3 graphs in {time.perf_counter() - t:.0f} s"
+    )
     t = time.perf_counter()
     again = ArchiveIndex.open(work / "verify", "v", index.ids(), index.fused, config)
     assert again.status == "loaded"

@@ -26,7 +26,9 @@ def storage_error(path: str | Path, exc: BaseException | str, what: str = "canno
     import errno
     import os
 
-    reason = exc if isinstance(exc, str) else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+    reason = (
+        exc if isinstance(exc, str) else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+    )
     code = getattr(exc, "errno", None)
     folder = Path(path).parent
     if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in str(exc).replace(" ", "").lower():

@@ -26,7 +26,9 @@ def same_grid(a: sitk.Image, b: sitk.Image, tol: float = _TOL) -> bool:
     )
 
 
-def grid_mismatch(mask: sitk.Image, image: sitk.Image, tol: float = 1e-3, voxel_tol: float = 0.05) -> str | None:
+def grid_mismatch(
+    mask: sitk.Image, image: sitk.Image, tol: float = 1e-3, voxel_tol: float = 0.05
+) -> str | None:
     """None when the mask's voxels are the image's voxels: same spacing (relative `tol`) and direction
     (`tol`), and an origin on the image's grid (within `voxel_tol` of a voxel; with the same size, the same
     origin; a cropped or padded extent, as Slicer writes segmentations, is fine). Else the difference."""

@@ -49,8 +49,21 @@ def check_graph_bytes(data: bytes, *, count: int, dim: int, m: int) -> str | Non
     """`check_graph_file` on the file's bytes."""
     if len(data) < _HEADER.size:
         return "shorter than an hnswlib header"
-    (offset0, max_elements, n, size_data, label_offset, offset_data, max_level, enter, max_m, max_m0, m_,
-     _mult, _efc) = _HEADER.unpack_from(data, 0)
+    (
+        offset0,
+        max_elements,
+        n,
+        size_data,
+        label_offset,
+        offset_data,
+        max_level,
+        enter,
+        max_m,
+        max_m0,
+        m_,
+        _mult,
+        _efc,
+    ) = _HEADER.unpack_from(data, 0)
     links0 = 4 + 4 * max_m0
     if (offset0, n, m_, max_m, max_m0) != (0, count, m, m, 2 * m) or max_elements < n:
         return "header does not match the index (count, M or capacity)"
@@ -63,7 +76,9 @@ def check_graph_bytes(data: bytes, *, count: int, dim: int, m: int) -> str | Non
     end0 = _HEADER.size + n * size_data
     if len(data) < end0 + 4 * n:
         return "file ends early (level-0 data)"
-    block = np.frombuffer(data, dtype=np.uint8, count=n * size_data, offset=_HEADER.size).reshape(n, size_data)
+    block = np.frombuffer(data, dtype=np.uint8, count=n * size_data, offset=_HEADER.size).reshape(
+        n, size_data
+    )
     head = block[:, :4].copy().view(np.uint32)[:, 0]
     if np.any((head & 0xFFFF) > max_m0):
         return "level-0 link count out of range"

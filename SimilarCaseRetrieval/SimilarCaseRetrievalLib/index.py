@@ -254,10 +254,14 @@ class ArchiveIndex:
             except (OSError, RuntimeError) as exc:
                 tmp.unlink(missing_ok=True)
                 raise storage_error(path, exc, "cannot write the index file") from None
-            problem = check_graph_bytes(data, count=len(self.labels), dim=self._kind_dim(kind), m=self.config.m)
+            problem = check_graph_bytes(
+                data, count=len(self.labels), dim=self._kind_dim(kind), m=self.config.m
+            )
             if problem:
                 tmp.unlink(missing_ok=True)
-                raise storage_error(path, f"written file is incomplete: {problem}", "cannot write the index file")
+                raise storage_error(
+                    path, f"written file is incomplete: {problem}", "cannot write the index file"
+                )
             sizes[kind], digests[kind] = len(data), hashlib.sha256(data).hexdigest()
             os.replace(tmp, path)
         sidecar = {

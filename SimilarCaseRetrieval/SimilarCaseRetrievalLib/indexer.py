@@ -266,8 +266,17 @@ def index_archive(
     passes = 0
     while todo:
         stale = _embed_pass(
-            store, encoder, todo, report, cache=cache, chunk_size=chunk_size, batch_size=batch_size,
-            progress=progress, threads=threads, readers=readers, reader_processes=reader_processes,
+            store,
+            encoder,
+            todo,
+            report,
+            cache=cache,
+            chunk_size=chunk_size,
+            batch_size=batch_size,
+            progress=progress,
+            threads=threads,
+            readers=readers,
+            reader_processes=reader_processes,
         )
         passes += 1
         todo = [i for i in stale if i in store]  # replaced meanwhile: embed the current version
@@ -281,7 +290,7 @@ def index_archive(
         log.debug("sentence cache: %d hit(s), %d miss(es)", cache.hits, cache.misses)
         cache.close()
     before = _indexed_count(store)
-    if not sound_embeddings(store, version)[0]:  # nothing could be embedded: report.failed says why
+    if not store.model_versions().get(version):  # nothing could be embedded: report.failed says why
         report.seconds = time.perf_counter() - started
         return report
     index = open_index(store, version, config, rebuild=reembed)
@@ -361,7 +370,9 @@ def _embed_pass(
                     ids = [cases[n][i].case_id for i in keep]
                     rois = np.stack([loaded[i][0] for i in keep])
                     image, probs = embed_images(encoder, rois, batch_size=batch_size)
-                    changed = commit_current(store, version, terms, ids, image, text[keep], probs, revisions[n])
+                    changed = commit_current(
+                        store, version, terms, ids, image, text[keep], probs, revisions[n]
+                    )
                     stale.extend(changed)
                     report.embedded.extend(i for i in ids if i not in changed)
                 cases[n], reads[n] = [], []  # free the ROIs

@@ -46,7 +46,6 @@ def check_nifti_gz(path: Path) -> None:
         _check_nii_gz(path)
 
 
-
 def _layout(header: bytes) -> _Layout | None:
     """Voxel offset, size and float type of a single-file NIfTI-1 header (either byte order), else None."""
     if len(header) < 348 or header[344:348] != b"n+1\x00":
@@ -89,7 +88,9 @@ class _FiniteCheck:
         if self.bad == 0:
             return
         if self.bad == self.seen:
-            raise CaseInputError(path, "image has no finite voxel (all NaN or infinite)", "export the real image")
+            raise CaseInputError(
+                path, "image has no finite voxel (all NaN or infinite)", "export the real image"
+            )
         raise CaseInputError(
             path, f"image contains {self.bad} NaN or infinite voxel(s)", "fix or re-export the volume"
         )
@@ -137,7 +138,9 @@ def _check_nii_gz(path: Path) -> None:
             raise CaseInputError(path, "truncated gzip data (the file ends early)", _REEXPORT) from None
         except zlib.error:
             raise CaseInputError(
-                path, "cannot read the file (corrupt gzip data: CRC or length check failed)", "re-export the volume"
+                path,
+                "cannot read the file (corrupt gzip data: CRC or length check failed)",
+                "re-export the volume",
             ) from None
     if layout is None or check is None:
         raise CaseInputError(path, "truncated gzip data (the file ends early)", _REEXPORT)

@@ -202,7 +202,10 @@ def write_report(
     out_dir = out_dir.resolve()
     # From an earlier report in this folder; a symbolic link is removed itself, never what it points to, and
     # every file below is written as a new file in `out_dir` (never through a link placed there).
-    for stale in [*out_dir.glob("hit_*.png"), *(out_dir / n for n in ("query.png", "montage.png", "index.html"))]:
+    for stale in [
+        *out_dir.glob("hit_*.png"),
+        *(out_dir / n for n in ("query.png", "montage.png", "index.html")),
+    ]:
         stale.unlink(missing_ok=True)
     if sequences is None:
         sequences = list(query_study.sequences) if query_study is not None else []

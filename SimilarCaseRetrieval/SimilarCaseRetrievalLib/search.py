@@ -129,7 +129,9 @@ class SearchEngine:
                 "no case store (cases.sqlite) here",
                 "ingest cases first (`similar-cases ingest`) or run `similar-cases demo`",
             )
-        self.store: CaseStore = CaseStore(archive_dir, create=False, readonly=None)  # read-only disk: searchable
+        self.store: CaseStore = CaseStore(
+            archive_dir, create=False, readonly=None
+        )  # read-only disk: searchable
         self.encoder: CaseEncoder = encoder if encoder is not None else load_encoder(model_dir)
         self.model_dir = model_dir
         self.config = config or IndexConfig()

@@ -130,7 +130,9 @@ class CaseStore:
         self.db_path = self.archive_dir / DB_NAME
         if self.archive_dir.exists() and not self.archive_dir.is_dir():
             raise CaseInputError(
-                self.archive_dir, "is a file, not an archive folder", "give a folder (new or holding cases.sqlite)"
+                self.archive_dir,
+                "is a file, not an archive folder",
+                "give a folder (new or holding cases.sqlite)",
             )
         if not self.db_path.exists():
             if not create:
@@ -614,7 +616,9 @@ def _migrate_add_revision(conn: sqlite3.Connection) -> None:
     if "revision" not in columns:
         conn.execute("ALTER TABLE cases ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
         ids = [r[0] for r in conn.execute("SELECT case_id FROM cases")]
-        conn.executemany("UPDATE cases SET revision = ? WHERE case_id = ?", [(_new_revision(), i) for i in ids])
+        conn.executemany(
+            "UPDATE cases SET revision = ? WHERE case_id = ?", [(_new_revision(), i) for i in ids]
+        )
     conn.execute("UPDATE schema_version SET version = ? WHERE version < ?", (2, 2))
 
 

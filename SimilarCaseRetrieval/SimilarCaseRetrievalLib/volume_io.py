@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _OPTION = re.compile(r"^(frame|series|resample)=(.+)$")
-RESAMPLE_OPTION = "resample=1"  # on a mask reference: resample it onto the image grid (segmentation.read_mask)
+RESAMPLE_OPTION = (
+    "resample=1"  # on a mask reference: resample it onto the image grid (segmentation.read_mask)
+)
 
 
 def split_reference(ref: str | Path) -> tuple[Path, str | None, int | None]:
@@ -38,7 +40,9 @@ def split_reference(ref: str | Path) -> tuple[Path, str | None, int | None]:
         match = _OPTION.match(option.strip())
         if not match:
             raise CaseInputError(
-                text, f"unknown volume option '{option}'", "use '#frame=N', '#series=UID' or (masks) '#resample=1'"
+                text,
+                f"unknown volume option '{option}'",
+                "use '#frame=N', '#series=UID' or (masks) '#resample=1'",
             )
         key, value = match.groups()
         if key == "resample":
@@ -112,10 +116,13 @@ def check_volume(image: sitk.Image, where: str | Path) -> None:
         raise CaseInputError(where, "image has no voxels", "export the volume again")
     finite = np.isfinite(values)
     if not finite.any():
-        raise CaseInputError(where, "image has no finite voxel (all NaN or infinite)", "export the real image")
+        raise CaseInputError(
+            where, "image has no finite voxel (all NaN or infinite)", "export the real image"
+        )
     if not finite.all():
         raise CaseInputError(
-            where, f"image contains {finite.size - int(np.count_nonzero(finite))} NaN or infinite voxel(s)",
+            where,
+            f"image contains {finite.size - int(np.count_nonzero(finite))} NaN or infinite voxel(s)",
             "fix or re-export the volume",
         )
     if float(values.min()) == float(values.max()):

@@ -79,11 +79,24 @@ def test_query_ids_cannot_escape_the_report_folder(tmp_path, indexed):
     ]
     queries = _manifest(tmp_path / "q.csv", rows)
     rc = cli.main(
-        ["search", "--archive", str(archive), "--model", str(model), "--queries", str(queries),
-         "--report", str(reports), "--json", str(tmp_path / "hits.json")]
+        [
+            "search",
+            "--archive",
+            str(archive),
+            "--model",
+            str(model),
+            "--queries",
+            str(queries),
+            "--report",
+            str(reports),
+            "--json",
+            str(tmp_path / "hits.json"),
+        ]
     )
     assert rc == 1  # two rows refused, one answered
-    assert (victim / "index.html").read_text() == "keep me" and (victim / "hit_00.png").read_bytes() == b"keep me"
+    assert (victim / "index.html").read_text() == "keep me" and (
+        victim / "hit_00.png"
+    ).read_bytes() == b"keep me"
     assert sorted(p.name for p in victim.iterdir()) == ["hit_00.png", "index.html"]
     assert (reports / "q1" / "index.html").is_file()
     assert sorted(p.name for p in reports.iterdir()) == ["q1"]

@@ -101,8 +101,19 @@ def test_full_disk_during_the_index_save_is_not_reported_done(tmp_path, tiny_arc
     assert "image.hnsw" in line and "Fix: free space on the disk holding" in line
     assert not list((archive / "index").glob("*.tmp")) and not (archive / "index" / "image.hnsw").exists()
     # the store is intact: the next search rebuilds the graphs from it
-    search = _cli(["search", "--archive", str(archive), "--model", str(model), "--text", "cyst", "--json",
-                   str(tmp_path / "hits.json")])
+    search = _cli(
+        [
+            "search",
+            "--archive",
+            str(archive),
+            "--model",
+            str(model),
+            "--text",
+            "cyst",
+            "--json",
+            str(tmp_path / "hits.json"),
+        ]
+    )
     assert search.returncode == 0, search.stderr[-2000:]
     assert len(json.loads((tmp_path / "hits.json").read_text())["hits"]) == 10
 
@@ -117,7 +128,9 @@ def _read_only(folder: Path) -> Path:
     view.mkdir()
     ok = subprocess.run(["mount", "--bind", str(folder), str(view)], capture_output=True).returncode == 0
     if ok:
-        ok = subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True).returncode == 0
+        ok = (
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True).returncode == 0
+        )
         if not ok:
             subprocess.run(["umount", "-l", str(view)], capture_output=True)
     if not ok:
@@ -130,14 +143,40 @@ def test_a_read_only_archive_is_searchable(tmp_path, tiny_archive, model):
     copy_archive(tiny_archive, archive).close()
     assert _cli(["index", "--archive", str(archive), "--model", str(model), "--quiet"]).returncode == 0
     (archive / "index" / "text.hnsw").write_bytes(b"damaged")  # must be rebuilt in memory, not saved
-    expected = _cli(["search", "--archive", str(archive), "--model", str(model), "--text", "cyst",
-                     "--json", str(tmp_path / "rw.json"), "--exact-threshold", "0"])
+    expected = _cli(
+        [
+            "search",
+            "--archive",
+            str(archive),
+            "--model",
+            str(model),
+            "--text",
+            "cyst",
+            "--json",
+            str(tmp_path / "rw.json"),
+            "--exact-threshold",
+            "0",
+        ]
+    )
     assert expected.returncode == 0, expected.stderr[-2000:]
     (archive / "index" / "text.hnsw").write_bytes(b"damaged")
     view = _read_only(archive)
     try:
-        run = _cli(["search", "--archive", str(view), "--model", str(model), "--text", "cyst",
-                    "--json", str(tmp_path / "ro.json"), "--exact-threshold", "0"])
+        run = _cli(
+            [
+                "search",
+                "--archive",
+                str(view),
+                "--model",
+                str(model),
+                "--text",
+                "cyst",
+                "--json",
+                str(tmp_path / "ro.json"),
+                "--exact-threshold",
+                "0",
+            ]
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         hits = json.loads((tmp_path / "ro.json").read_text())["hits"]
         assert hits == json.loads((tmp_path / "rw.json").read_text())["hits"]

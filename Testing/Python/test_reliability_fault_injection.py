@@ -28,7 +28,10 @@ def pristine(tmp_path_factory, tiny_archive) -> Path:
     root = tmp_path_factory.mktemp("fault")
     copy_archive(tiny_archive, root / "archive").close()
     tiny_model(root / "model")
-    assert cli.main(["index", "--archive", str(root / "archive"), "--model", str(root / "model"), "--quiet"]) == 0
+    assert (
+        cli.main(["index", "--archive", str(root / "archive"), "--model", str(root / "model"), "--quiet"])
+        == 0
+    )
     with sqlite3.connect(root / "archive" / "cases.sqlite") as conn:  # every write in the main file
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     with CaseStore(root / "archive", create=False, readonly=True) as store:
@@ -58,8 +61,21 @@ def _search(root: Path) -> tuple[subprocess.CompletedProcess, dict | None]:
     out = root / "hits.json"
     out.unlink(missing_ok=True)
     run = _cli(
-        ["search", "--archive", str(root / "archive"), "--model", str(root / "model"), "--queries",
-         str(root / "queries.csv"), "-k", str(K), "--exact-threshold", "0", "--json", str(out)]
+        [
+            "search",
+            "--archive",
+            str(root / "archive"),
+            "--model",
+            str(root / "model"),
+            "--queries",
+            str(root / "queries.csv"),
+            "-k",
+            str(K),
+            "--exact-threshold",
+            "0",
+            "--json",
+            str(out),
+        ]
     )
     return run, (json.loads(out.read_text()) if out.is_file() else None)
 
@@ -150,8 +166,9 @@ def test_a_damaged_sentence_cache_is_never_used(tmp_path, pristine, truth, how):
         _flip(cache, len(data) - 3 * len(data) // 8)
     else:
         _truncate(cache)
-    reindex = _cli(["index", "--archive", str(root / "archive"), "--model", str(root / "model"), "--quiet",
-                    "--reembed"])
+    reindex = _cli(
+        ["index", "--archive", str(root / "archive"), "--model", str(root / "model"), "--quiet", "--reembed"]
+    )
     assert reindex.returncode == 0 and "Traceback" not in reindex.stderr, reindex.stderr[-3000:]
     assert _judge(*_search(root), truth) == "answer"
 
@@ -171,7 +188,9 @@ def _fused_offset(archive: Path, case_id: str, model: Path) -> int:
 
 def test_a_damaged_stored_embedding_is_left_out_then_embedded_again(tmp_path, pristine, truth):
     root = _copy(pristine, tmp_path / "copy")
-    _flip(root / "archive" / "cases.sqlite", _fused_offset(root / "archive", "OV0003", root / "model") + 3, 0x40)
+    _flip(
+        root / "archive" / "cases.sqlite", _fused_offset(root / "archive", "OV0003", root / "model") + 3, 0x40
+    )
     run, hits = _search(root)
     assert _judge(run, hits, truth) == "answer"
     assert all("OV0003" not in {h["case_id"] for h in q["hits"]} for q in hits["queries"].values())

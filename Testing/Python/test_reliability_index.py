@@ -166,7 +166,9 @@ def test_a_save_that_does_not_fit_is_an_error_and_keeps_the_old_files(tmp_path, 
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 3, run.stdout + run.stderr
     line = run.stdout.strip().splitlines()[-1]
-    assert "image.hnsw" in line and "Fix: free space on the disk holding" in line and "SAVED" not in run.stdout
+    assert (
+        "image.hnsw" in line and "Fix: free space on the disk holding" in line and "SAVED" not in run.stdout
+    )
     after = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert after == before  # the earlier, complete files are untouched (no .tmp left either)
     assert _search_in_subprocess(folder) == {"status": "loaded", "hits": expected}

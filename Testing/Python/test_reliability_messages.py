@@ -58,7 +58,9 @@ def test_a_huge_notes_field_names_the_line_and_the_limit(tmp_path):
 
 @pytest.mark.parametrize("sep, name", [(";", "semicolons"), ("\t", "tabs")])
 def test_a_manifest_with_another_separator_gets_a_hint(tmp_path, sep, name):
-    manifest = _write(tmp_path / "m.csv", sep.join(["case_id", "image", "mask"]) + "\nc1" + sep + "a.nii.gz\n")
+    manifest = _write(
+        tmp_path / "m.csv", sep.join(["case_id", "image", "mask"]) + "\nc1" + sep + "a.nii.gz\n"
+    )
     with pytest.raises(CaseInputError, match=f"separated by {name}: save it as comma-separated"):
         read_manifest(manifest)
 
@@ -68,7 +70,10 @@ def test_ingest_into_a_file_and_from_a_missing_manifest(tmp_path, capsys):
     manifest = _write(tmp_path / "m.csv", "case_id,image\n")
     assert cli.main(["ingest", str(manifest), "--archive", str(not_a_folder), "--quiet"]) == 2
     assert "is a file, not an archive folder" in _error(capsys)
-    assert cli.main(["ingest", str(tmp_path / "no_such.csv"), "--archive", str(tmp_path / "new"), "--quiet"]) == 2
+    assert (
+        cli.main(["ingest", str(tmp_path / "no_such.csv"), "--archive", str(tmp_path / "new"), "--quiet"])
+        == 2
+    )
     assert "manifest not found" in _error(capsys)
     assert not (tmp_path / "new").exists()  # nothing created before the failure
 
