@@ -80,7 +80,7 @@ def _local_model_path(resolved: str, name: str, where: str | Path | None) -> str
     except Exception:  # noqa: BLE001 - not cached, invalid repo id, no huggingface_hub
         raise CaseInputError(
             where or name,
-            f"text model {name!r} is neither a local folder nor in the local Hugging Face cache",
+            f"cannot load text model {name!r} (neither a local folder nor in the local Hugging Face cache)",
             "set text_model to 'default' or to a local sentence-transformers folder (nothing is downloaded)",
         ) from None
 
