@@ -38,6 +38,31 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def verify_graph_file(
+    path: Path, *, size: object, sha256: object, count: int, dim: int, m: int
+) -> str | None:
+    """None when the file has `size` bytes, SHA-256 `sha256` (both as recorded in index.json) and a layout
+    hnswlib can walk safely; else the problem. The file is memory-mapped, not copied: index.py verifies its
+    three graphs in parallel threads (hashlib and most of the layout check release the GIL)."""
+    import mmap
+    import os
+
+    if not isinstance(sha256, str) or not isinstance(size, int):
+        return "no checksum recorded"
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size != size:
+                return "size differs from the one recorded"
+            if size == 0:
+                return "empty file"
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                if hashlib.sha256(data).hexdigest() != sha256:
+                    return "SHA-256 differs from the one recorded"
+                return check_graph_bytes(data, count=count, dim=dim, m=m)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+
+
 def check_graph_file(path: Path, *, count: int, dim: int, m: int) -> str | None:
     """None when the file is an hnswlib graph of `count` float32 vectors of size `dim` built with `m` that
     hnswlib can load and search without reading out of bounds; else the problem, in a few words."""
@@ -45,7 +70,7 @@ def check_graph_file(path: Path, *, count: int, dim: int, m: int) -> str | None:
     return check_graph_bytes(data, count=count, dim=dim, m=m)
 
 
-def check_graph_bytes(data: bytes, *, count: int, dim: int, m: int) -> str | None:
+def check_graph_bytes(data: bytes | memoryview, *, count: int, dim: int, m: int) -> str | None:
     """`check_graph_file` on the file's bytes."""
     if len(data) < _HEADER.size:
         return "shorter than an hnswlib header"
@@ -93,29 +118,46 @@ def check_graph_bytes(data: bytes, *, count: int, dim: int, m: int) -> str | Non
 
 
 def _check_upper_levels(data: bytes, pos: int, n: int, max_m: int, max_level: int, enter: int) -> str | None:
-    per_level = 4 + 4 * max_m
+    """Walk the per-element upper-level link lists (sizes in a tight loop), then check every link block at once."""
+    per_level = 4 + 4 * max_m  # a multiple of 4: every size field sits on a 4-byte step from `pos`
+    if (len(data) - pos) % 4:
+        return "wrong file size"
+    words = np.frombuffer(data, dtype="<u4", offset=pos).tolist()
+    end = len(words)
+    starts: list[int] = []
+    levels: list[int] = []
     top = 0
+    i = 0
     for element in range(n):
-        if pos + 4 > len(data):
+        if i >= end:
             return "file ends early (upper levels)"
-        (size,) = struct.unpack_from("<I", data, pos)
-        pos += 4
-        if size == 0:
+        size = words[i]
+        i += 1
+        if not size:
             continue
-        levels, rest = divmod(size, per_level)
-        if rest or levels > max_level or pos + size > len(data):
+        count, rest = divmod(size, per_level)
+        if rest or count > max_level or i + size // 4 > end:
             return "upper-level link list size out of range"
-        links = np.frombuffer(data, dtype=np.uint32, count=size // 4, offset=pos).reshape(levels, 1 + max_m)
-        counts = links[:, 0] & 0xFFFF
-        if np.any(counts > max_m):
-            return "upper-level link count out of range"
-        if np.any(links[:, 1:][np.arange(max_m)[None, :] < counts[:, None]] >= n):
-            return "upper-level neighbour id out of range"
+        starts.append(pos + 4 * i)
+        levels.append(count)
         if element == enter:
-            top = levels
-        pos += size
-    if pos != len(data):
+            top = count
+        i += size // 4
+    if i != end:
         return "wrong file size"
     if top != max_level:
         return "entry point is not on the top level"
+    if not starts:
+        return None
+    per = np.asarray(levels, dtype=np.int64)
+    first = np.repeat(np.asarray(starts, dtype=np.int64), per)  # each level block's offset in the file
+    within = np.arange(len(first), dtype=np.int64) - np.repeat(np.cumsum(per) - per, per)
+    offsets = first + within * per_level
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[:, None] + np.arange(per_level)]
+    links = raw.view("<u4").reshape(len(offsets), 1 + max_m)
+    counts = links[:, 0] & 0xFFFF
+    if np.any(counts > max_m):
+        return "upper-level link count out of range"
+    if np.any(links[:, 1:][np.arange(max_m)[None, :] < counts[:, None]] >= n):
+        return "upper-level neighbour id out of range"
     return None

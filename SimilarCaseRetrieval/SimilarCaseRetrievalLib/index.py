@@ -301,10 +301,10 @@ class ArchiveIndex:
         built = sidecar.get("config") or {}
         if (built.get("m"), built.get("ef_construction")) != (self.config.m, self.config.ef_construction):
             return False  # graphs built with other parameters
+        if not self._verified(sidecar, len(labels)):
+            return False  # hnswlib never reads a file that failed the check
         graphs = {}
         for kind, path in self._paths().items():
-            if not self._verified(path, kind, sidecar, len(labels)):
-                return False  # hnswlib never reads a file that failed the check
             graph = _hnswlib().Index(space="cosine", dim=self._kind_dim(kind))
             try:
                 graph.load_index(str(path), max_elements=len(labels) + 16)
@@ -319,28 +319,34 @@ class ArchiveIndex:
         self.graphs = graphs
         return True
 
-    def _verified(self, path: Path, kind: str, sidecar: dict, count: int) -> bool:
-        """True when the graph file has the size and SHA-256 the sidecar recorded and a layout hnswlib can
-        walk safely (graph_files.py); the reason is logged otherwise."""
-        from .graph_files import check_graph_bytes
+    def _verified(self, sidecar: dict, count: int) -> bool:
+        """True when every graph file has the size and SHA-256 the sidecar recorded and a layout hnswlib can
+        walk safely (graph_files.py), checked for the three files at once; the reason is logged otherwise."""
+        from concurrent.futures import ThreadPoolExecutor
 
-        expected = (sidecar.get("sha256") or {}).get(kind)
-        try:
-            if not path.is_file() or path.stat().st_size != (sidecar.get("file_sizes") or {}).get(kind):
-                log.info("index file %s missing or of another size; rebuilding", path.name)
-                return False
-            data = path.read_bytes()
-        except OSError as exc:
-            log.warning("index file %s unreadable (%s); rebuilding", path.name, exc)
-            return False
-        if not isinstance(expected, str) or hashlib.sha256(data).hexdigest() != expected:
-            log.warning("index file %s does not match its checksum in %s; rebuilding", path.name, SIDECAR)
-            return False
-        problem = check_graph_bytes(data, count=count, dim=self._kind_dim(kind), m=self.config.m)
-        if problem:
-            log.warning("index file %s is not a valid graph (%s); rebuilding", path.name, problem)
-            return False
-        return True
+        from .graph_files import verify_graph_file
+
+        sizes, digests = sidecar.get("file_sizes") or {}, sidecar.get("sha256") or {}
+
+        def verify(kind: str) -> str | None:
+            path = self._paths()[kind]
+            if not path.is_file():
+                return "missing"
+            return verify_graph_file(
+                path,
+                size=sizes.get(kind),
+                sha256=digests.get(kind),
+                count=count,
+                dim=self._kind_dim(kind),
+                m=self.config.m,
+            )
+
+        with ThreadPoolExecutor(len(KINDS)) as pool:
+            problems = dict(zip(KINDS, pool.map(verify, KINDS), strict=True))
+        for kind, problem in problems.items():
+            if problem:
+                log.warning("index file %s.hnsw failed its check (%s); rebuilding", kind, problem)
+        return not any(problems.values())
 
     @classmethod
     def open(
