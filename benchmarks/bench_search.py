@@ -12,6 +12,9 @@
    rendering), p50 / p95.
 4. QPS of hnswlib, faiss HNSW (same M / efConstruction / efSearch) and exact numpy on the same 100k vectors,
    one query at a time, same thread count; recall@10 of both ANN indexes; memory per case.
+5. `verify` (needs no model): the cost of checking the three graph files before hnswlib reads them (SHA-256 +
+   layout, graph_files.py) at `--n` random cases of size `--dim`, against hnswlib's load without the check.
+   `python benchmarks/bench_search.py --sections verify --n 100000 --ef-construction 40`
 
     python benchmarks/bench_search.py [--model Resources/Model] [--cases 60] [--n 100000] [--queries 30]
         [--sections index,recall,scale,qps] [--no-faiss] [--baseline-model DIR]
@@ -172,6 +175,78 @@ def index_throughput(archive: Path, encoder, work: Path, readers: int, baseline=
     print(f"  per case, one at a time: {per}; image path alone (read + ROI + CNN) = {image_only:.1f} cases/s")
 
 
+def verify_cost(index_dir: Path, count: int, dim: int, m: int, repeats: int = 3) -> None:
+    """Cost of checking the graph files before hnswlib loads them, as `ArchiveIndex.open` does it (SHA-256 +
+    layout of the three memory-mapped files, in parallel threads), against hnswlib's own load of the same
+    files; with the single-threaded parts for reference. Best of `repeats` runs (files in the page cache)."""
+    import hashlib
+    import json
+
+    import hnswlib
+    from SimilarCaseRetrievalLib.graph_files import check_graph_bytes
+    from SimilarCaseRetrievalLib.index import SIDECAR, ArchiveIndex, IndexConfig
+
+    sidecar = json.loads((index_dir / SIDECAR).read_text())
+    index = ArchiveIndex(index_dir, "v", dim, IndexConfig(m=m))
+    kinds = ("image", "text", "fused")
+    best = {"check": math.inf, "load": math.inf, "sha256": math.inf, "layout": math.inf}
+    for _ in range(repeats):
+        t = time.perf_counter()
+        assert index._verified(sidecar, count)
+        best["check"] = min(best["check"], time.perf_counter() - t)
+        sha = layout = load = 0.0
+        for kind in kinds:
+            path, kdim = index_dir / f"{kind}.hnsw", 2 * dim if kind == "fused" else dim
+            data = path.read_bytes()
+            t0 = time.perf_counter()
+            hashlib.sha256(data).hexdigest()
+            t1 = time.perf_counter()
+            assert check_graph_bytes(data, count=count, dim=kdim, m=m) is None
+            t2 = time.perf_counter()
+            graph = hnswlib.Index(space="cosine", dim=kdim)
+            graph.load_index(str(path), max_elements=count + 16)
+            t3 = time.perf_counter()
+            sha, layout, load = sha + t1 - t0, layout + t2 - t1, load + t3 - t2
+            del data, graph
+        for key, value in (("sha256", sha), ("layout", layout), ("load", load)):
+            best[key] = min(best[key], value)
+    mib = sum((index_dir / f"{k}.hnsw").stat().st_size for k in kinds) / 2**20
+    print(
+        f"graph check at {count} cases (3 files, {mib:.0f} MiB): {best['check'] * 1000:.0f} ms as ArchiveIndex.open "
+        f"runs it (3 threads; one thread: SHA-256 {best['sha256'] * 1000:.0f} ms + layout "
+        f"{best['layout'] * 1000:.0f} ms); hnswlib load without the check {best['load'] * 1000:.0f} ms; "
+        f"open with the check / without = {(best['check'] + best['load']) / best['load']:.2f}"
+    )
+
+
+def verify_section(n: int, dim: int, work: Path, threads: int, ef_construction: int | None) -> None:
+    """Build a `n`-case index of random unit vectors (no model needed) and measure `verify_cost`. The check's
+    cost depends on the file sizes (n, dim, M), not on graph quality: `--ef-construction 40` builds faster."""
+    import numpy as np
+    from SimilarCaseRetrievalLib.index import ArchiveIndex, IndexConfig, fuse
+
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((n, dim)).astype(np.float32)
+    text = rng.standard_normal((n, dim)).astype(np.float32)
+    image /= np.linalg.norm(image, axis=1, keepdims=True)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    config = IndexConfig(exact_threshold=0, num_threads=threads)
+    if ef_construction:
+        config = IndexConfig(exact_threshold=0, num_threads=threads, ef_construction=ef_construction)
+    t = time.perf_counter()
+    index = ArchiveIndex.open(work / "verify", "v", [f"c{i}" for i in range(n)], fuse(image, text), config)
+    print(f"index status {index.status} (a --work folder from an earlier run is reused)")
+    print(
+        f"opened (built and saved, with the write verification, when new) {n} cases x 3 graphs in "
+        f"{time.perf_counter() - t:.0f} s"
+    )
+    t = time.perf_counter()
+    again = ArchiveIndex.open(work / "verify", "v", index.ids(), index.fused, config)
+    assert again.status == "loaded"
+    print(f"ArchiveIndex.open of the saved index (checks + load): {time.perf_counter() - t:.2f} s")
+    verify_cost(work / "verify", n, dim, config.m)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -184,8 +259,11 @@ def main() -> None:
         "--n", "--pad", dest="pad", type=int, default=100_000, help="indexed cases for the scale/QPS runs"
     )
     parser.add_argument(
-        "--sections", default="index,recall,scale,qps", help="comma-separated: index, recall, scale, qps"
+        "--sections",
+        default="index,recall,scale,qps",
+        help="comma-separated: index, recall, scale, qps, verify (graph-file check cost; needs no model)",
     )
+    parser.add_argument("--dim", type=int, default=256, help="verify section: embedding size D (256)")
     parser.add_argument("--no-faiss", action="store_true", help="skip the faiss HNSW comparison in qps")
     parser.add_argument("--queries", type=int, default=30, help="end-to-end queries (30)")
     parser.add_argument("--qps-queries", type=int, default=300, help="vector queries for QPS / recall (300)")
@@ -216,6 +294,10 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory() if args.work is None else None
     work = Path(args.work or tmp.name)  # type: ignore[union-attr]
     work.mkdir(parents=True, exist_ok=True)
+    if "verify" in sections:
+        verify_section(args.pad, args.dim, work, args.threads, args.ef_construction)
+        if sections == {"verify"}:
+            return
     print(f"load average at start: {os.getloadavg()[0]:.1f} (2-core machine shared with other jobs)")
     encoder, model_name = load_model(args.model, work)
     print(

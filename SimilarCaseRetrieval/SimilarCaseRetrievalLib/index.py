@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("image", "text", "fused")
 SIDECAR = "index.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: SHA-256 of every graph file in the sidecar
 FUSED_TEXT_WEIGHT = 0.3  # w0: the text share the fused vectors (and graph) are built for
 _A = math.sqrt(1.0 - FUSED_TEXT_WEIGHT)
 _B = math.sqrt(FUSED_TEXT_WEIGHT)
@@ -92,6 +92,25 @@ def _same(image: np.ndarray, text: np.ndarray) -> np.ndarray:
 def ids_checksum(ids: Iterable[str]) -> str:
     """Order-independent checksum of a set of case ids."""
     return hashlib.sha256("\n".join(sorted(ids)).encode("utf-8")).hexdigest()
+
+
+def _labels_ok(sidecar: dict) -> bool:
+    """The sidecar's labels are strings or nulls, each live id once, matching its ids checksum (a damaged
+    sidecar is rebuilt, never trusted: a duplicated id would be returned twice)."""
+    labels = sidecar.get("labels")
+    if not isinstance(labels, list) or not all(i is None or isinstance(i, str) for i in labels):
+        return False
+    live = [i for i in labels if i is not None]
+    if len(set(live)) != len(live) or ids_checksum(live) != sidecar.get("ids_checksum"):
+        log.warning("index sidecar %s is damaged (case ids); rebuilding", SIDECAR)
+        return False
+    return True
+
+
+def _sync(path: Path) -> None:
+    """Flush a written file to the disk (a full disk can surface here)."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
 
 
 def _hnswlib():
@@ -153,7 +172,7 @@ class ArchiveIndex:
         return np.ascontiguousarray(image if kind == "image" else text)
 
     def _new_graph(self, kind: str, capacity: int):
-        graph = _hnswlib().Index(space="cosine", dim=2 * self.dim if kind == "fused" else self.dim)
+        graph = _hnswlib().Index(space="cosine", dim=self._kind_dim(kind))
         graph.init_index(
             max_elements=max(capacity, 16), ef_construction=self.config.ef_construction, M=self.config.m
         )
@@ -214,16 +233,37 @@ class ArchiveIndex:
         return {kind: self.index_dir / f"{kind}.hnsw" for kind in KINDS}
 
     def save(self) -> None:
-        """Write the graphs, then the sidecar (atomically, last: a torn save is detected and rebuilt on open)."""
+        """Write the graphs, then the sidecar (atomically, last: a torn save is detected and rebuilt on open).
+
+        Each graph is written to a temporary file, synced, read back and verified (layout, graph_files.py)
+        before it replaces the old one; its SHA-256 goes into the sidecar and is checked before every load.
+        A failed write (disk full, read-only) raises StorageError and leaves the old files in place."""
+        from .errors import storage_error
+        from .graph_files import check_graph_bytes
+
         self.index_dir.mkdir(parents=True, exist_ok=True)
         if not self.graphs:
             self.rebuild()
-        sizes = {}
+        sizes, digests = {}, {}
         for kind, path in self._paths().items():
             tmp = path.with_suffix(".hnsw.tmp")
-            self.graphs[kind].save_index(str(tmp))
+            try:
+                self.graphs[kind].save_index(str(tmp))  # hnswlib does not report a failed write
+                _sync(tmp)
+                data = tmp.read_bytes()
+            except (OSError, RuntimeError) as exc:
+                tmp.unlink(missing_ok=True)
+                raise storage_error(path, exc, "cannot write the index file") from None
+            problem = check_graph_bytes(
+                data, count=len(self.labels), dim=self._kind_dim(kind), m=self.config.m
+            )
+            if problem:
+                tmp.unlink(missing_ok=True)
+                raise storage_error(
+                    path, f"written file is incomplete: {problem}", "cannot write the index file"
+                )
+            sizes[kind], digests[kind] = len(data), hashlib.sha256(data).hexdigest()
             os.replace(tmp, path)
-            sizes[kind] = path.stat().st_size
         sidecar = {
             "format": FORMAT_VERSION,
             "model_version": self.model_version,
@@ -233,11 +273,20 @@ class ArchiveIndex:
             "ids_checksum": ids_checksum(self.rows),
             "labels": self.labels,
             "file_sizes": sizes,
+            "sha256": digests,
             "config": self.config.to_dict(),
         }
         tmp = self.index_dir / (SIDECAR + ".tmp")
-        tmp.write_text(json.dumps(sidecar), encoding="utf-8")
-        os.replace(tmp, self.index_dir / SIDECAR)
+        try:
+            tmp.write_text(json.dumps(sidecar), encoding="utf-8")
+            _sync(tmp)
+            os.replace(tmp, self.index_dir / SIDECAR)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise storage_error(self.index_dir / SIDECAR, exc, "cannot write the index file") from None
+
+    def _kind_dim(self, kind: str) -> int:
+        return 2 * self.dim if kind == "fused" else self.dim
 
     def _load_graphs(self, sidecar: dict) -> bool:
         """Load the saved graphs if they match the sidecar; False when they must be rebuilt."""
@@ -252,11 +301,11 @@ class ArchiveIndex:
         built = sidecar.get("config") or {}
         if (built.get("m"), built.get("ef_construction")) != (self.config.m, self.config.ef_construction):
             return False  # graphs built with other parameters
+        if not self._verified(sidecar, len(labels)):
+            return False  # hnswlib never reads a file that failed the check
         graphs = {}
         for kind, path in self._paths().items():
-            if not path.is_file() or path.stat().st_size != sidecar.get("file_sizes", {}).get(kind):
-                return False
-            graph = _hnswlib().Index(space="cosine", dim=2 * self.dim if kind == "fused" else self.dim)
+            graph = _hnswlib().Index(space="cosine", dim=self._kind_dim(kind))
             try:
                 graph.load_index(str(path), max_elements=len(labels) + 16)
             except (RuntimeError, ValueError, MemoryError) as exc:
@@ -269,6 +318,35 @@ class ArchiveIndex:
             graphs[kind] = graph
         self.graphs = graphs
         return True
+
+    def _verified(self, sidecar: dict, count: int) -> bool:
+        """True when every graph file has the size and SHA-256 the sidecar recorded and a layout hnswlib can
+        walk safely (graph_files.py), checked for the three files at once; the reason is logged otherwise."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .graph_files import verify_graph_file
+
+        sizes, digests = sidecar.get("file_sizes") or {}, sidecar.get("sha256") or {}
+
+        def verify(kind: str) -> str | None:
+            path = self._paths()[kind]
+            if not path.is_file():
+                return "missing"
+            return verify_graph_file(
+                path,
+                size=sizes.get(kind),
+                sha256=digests.get(kind),
+                count=count,
+                dim=self._kind_dim(kind),
+                m=self.config.m,
+            )
+
+        with ThreadPoolExecutor(len(KINDS)) as pool:
+            problems = dict(zip(KINDS, pool.map(verify, KINDS), strict=True))
+        for kind, problem in problems.items():
+            if problem:
+                log.warning("index file %s.hnsw failed its check (%s); rebuilding", kind, problem)
+        return not any(problems.values())
 
     @classmethod
     def open(
@@ -300,7 +378,7 @@ class ArchiveIndex:
             except (OSError, ValueError):
                 sidecar = {}
         changed = True
-        if sidecar and not rebuild and index._load_graphs(sidecar):
+        if sidecar and not rebuild and _labels_ok(sidecar) and index._load_graphs(sidecar):
             labels: list[str | None] = list(sidecar["labels"])
             rows = [stored.get(i) if i is not None else None for i in labels]
             index.labels = labels

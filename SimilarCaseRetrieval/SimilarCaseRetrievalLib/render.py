@@ -91,7 +91,7 @@ def row_images(study: Study, mask: sitk.Image, sequences: Sequence[str]) -> RowI
 def _draw_panel(ax, image: np.ndarray | None, mask: np.ndarray | None, aspect: float, title: str) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=7)
+    ax.set_title(title, fontsize=7, parse_math=False)  # '$' in a name is text, not mathtext
     ax.set_facecolor("black")
     if image is None:
         ax.text(
@@ -130,7 +130,9 @@ def render_row(path: Path, title: str, row: RowImages, columns: int) -> Path:
     )
     caption = axes[0][0]
     caption.axis("off")
-    caption.text(0.0, 0.5, title, ha="left", va="center", fontsize=7, transform=caption.transAxes)
+    caption.text(
+        0.0, 0.5, title, ha="left", va="center", fontsize=7, transform=caption.transAxes, parse_math=False
+    )
     for n in range(columns):
         ax = axes[0][n + 1]
         if n < len(row.panels):
@@ -197,7 +199,13 @@ def write_report(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*out_dir.glob("hit_*.png"), out_dir / "query.png"]:  # from an earlier report in this folder
+    out_dir = out_dir.resolve()
+    # From an earlier report in this folder; a symbolic link is removed itself, never what it points to, and
+    # every file below is written as a new file in `out_dir` (never through a link placed there).
+    for stale in [
+        *out_dir.glob("hit_*.png"),
+        *(out_dir / n for n in ("query.png", "montage.png", "index.html")),
+    ]:
         stale.unlink(missing_ok=True)
     if sequences is None:
         sequences = list(query_study.sequences) if query_study is not None else []

@@ -89,6 +89,12 @@ def extract_roi(study: Study, mask: sitk.Image, sequences: Sequence[str], config
     sequences = list(sequences)
     study.require(sequences)
     reference = study.reference_image
+    if config.grid[2] > 1 and reference.GetSize()[2] == 1:
+        raise CaseInputError(
+            study.paths.get(study.reference, f"sequence {study.reference}"),
+            f"a 2D image (one slice) for a 3D model (its ROI is {config.grid[2]} slices deep)",
+            "give the 3D volume of every sequence, or use a model trained on 2D images",
+        )
     mask = conform_mask(mask, reference, "mask")
     mask_array = sitk.GetArrayViewFromImage(mask)
     box = _bounding_box(mask_array)  # ((z0, z1), (y0, y1), (x0, x1)) inclusive

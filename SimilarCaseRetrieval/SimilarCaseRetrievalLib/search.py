@@ -130,7 +130,9 @@ class SearchEngine:
                 "no case store (cases.sqlite) here",
                 "ingest cases first (`similar-cases ingest`) or run `similar-cases demo`",
             )
-        self.store: CaseStore = CaseStore(archive_dir, create=False)
+        self.store: CaseStore = CaseStore(
+            archive_dir, create=False, readonly=None
+        )  # read-only disk: searchable
         self.encoder: CaseEncoder = encoder if encoder is not None else load_encoder(model_dir)
         self.model_dir = model_dir
         self.config = config or IndexConfig()
@@ -177,7 +179,7 @@ class SearchEngine:
                 total,
                 self.version,
             )
-        return open_index(self.store, self.version, self.config)
+        return open_index(self.store, self.version, self.config, must_save=False)
 
     # ----------------------------------------------------------------- queries
     def encode_query(self, study: Study | None = None, mask: sitk.Image | None = None, text: str = ""):
@@ -396,7 +398,9 @@ class SearchEngine:
             if result.text_vector is not None
             else None
         )
-        if log_feedback:
+        if log_feedback and self.store.readonly:
+            log.warning("the archive is read-only: this feedback is not logged")
+        elif log_feedback:
             self.store.log_feedback(result.query_id, relevant, not_relevant)
         return self.search_vectors(
             image,

@@ -21,6 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--image", help="query study: a path, or 'T2=a.nii.gz;T1=b.nii.gz;T1FS=c.nii.gz'")
     q.add_argument("--mask", help="segment mask of the query (label map, .seg.nrrd)")
     q.add_argument("--segment", help="segment name or label value inside --mask")
+    q.add_argument(
+        "--resample-mask",
+        action="store_true",
+        help="resample a mask that is not on the image's grid by physical position (default: refuse it)",
+    )
     q.add_argument("--text", default="", help="clinical notes / report text of the query")
     q.add_argument("--text-weight", type=float, default=None, help="text share w of the fused score (0.3)")
     q.add_argument("-k", type=int, default=None, help="number of hits (10)")
@@ -69,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
     from ..results import format_table, load_query
     from ..search import SearchEngine
 
+    try:
+        args.text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as surrogates
+        raise CaseInputError(
+            "--text", "not valid UTF-8 text", "pass the notes as UTF-8 (e.g. convert them with iconv)"
+        ) from None
     if args.k is not None and args.k < 1:
         raise CaseInputError("-k", f"{args.k}", "ask for at least one hit")
     if args.queries and (args.image or args.text or args.load_query):
@@ -111,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         from ..study import parse_sequence_spec, read_mask, read_study
 
         study = read_study(parse_sequence_spec(args.image, Path.cwd()))
-        mask = read_mask(args.mask, study.reference_image, args.segment)
+        mask = read_mask(args.mask, study.reference_image, args.segment, resample=args.resample_mask)
     if pacs:
         study, mask, args.text = pacs.read(engine)
     if args.load_query:
@@ -163,13 +174,16 @@ def _run_manifest(engine, args, options, relevant, not_relevant) -> int:
 
     from tqdm import tqdm
 
-    from ..manifest import read_manifest
+    from ..case_ids import inside
+    from ..manifest import read_manifest, with_resample_option
     from ..results import format_table
     from ..search import read_query
 
-    queries, row_errors = read_manifest(args.queries)
+    queries, row_errors = read_manifest(args.queries, queries=True)
     out = {"queries": {}, "errors": {e.case_id or f"line {e.line}": e.message for e in row_errors}}
     for case in tqdm(queries, desc="queries", unit="query", disable=len(queries) < 3):
+        if args.resample_mask:
+            case.mask = with_resample_option(case.mask)
         try:
             study, mask, text = read_query(case)
             result = engine.search(
@@ -191,7 +205,7 @@ def _run_manifest(engine, args, options, relevant, not_relevant) -> int:
             from ..render import write_report
 
             write_report(
-                Path(args.report) / case.case_id,
+                inside(args.report, case.case_id),  # never outside the folder named by --report
                 result,
                 engine.store,
                 query_study=study,
