@@ -1,14 +1,17 @@
 """The case store: an SQLite file `cases.sqlite` inside the archive folder.
 
 Tables: `schema_version`, `cases` (no column for patient names; `patient_id` is pseudonymous),
-`embeddings` (case_id, model_version, kind) -> float32 blob + dimension, `predicted_terms`, `feedback`.
-Every write runs in one transaction; `add_many` is all-or-nothing; removing a case removes its embeddings and
-predicted terms. Paths inside the archive folder are stored relative to it.
+`embeddings` (case_id, model_version, kind) -> float32 blob + dimension, `predicted_terms`, `feedback`, and
+(schema 2, where SQLite has FTS5) the lexical index of the notes and reports (`lexical/fts.py`), written in the
+same transactions as the cases.
+Every write runs in one transaction; `add_many` is all-or-nothing; removing a case removes its embeddings,
+predicted terms and lexical entry. Paths inside the archive folder are stored relative to it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -21,14 +24,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import CaseInputError
+from .lexical import fts
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
     from .study import Study
 
+log = logging.getLogger(__name__)
+
 DB_NAME = "cases.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the lexical (FTS5) index of notes and reports
 EMBEDDING_KINDS = ("image", "text", "fused")
 
 _SCHEMA = """
@@ -156,6 +162,10 @@ class CaseStore:
                     f"case store schema version {row[0]} is newer than this software ({SCHEMA_VERSION})",
                     "upgrade SimilarCaseRetrieval",
                 )
+            self._lexical = _migrate_add_fts(conn)
+            self._lexical_tables = fts.has_tables(conn)
+            if row is not None and row[0] < SCHEMA_VERSION:
+                conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -252,6 +262,40 @@ class CaseStore:
             f"INSERT INTO cases ({', '.join(_CASE_COLUMNS)}, added_at) VALUES ({placeholders})",
             (*row, _now()),
         )
+        self._lexical_add(conn, case)
+
+    # ---- lexical index (FTS5; lexical/fts.py) ---------------------------------------------------------------
+    def _lexical_add(self, conn: sqlite3.Connection, case: Case) -> None:
+        if self._lexical:
+            fts.add(conn, case.case_id, case.notes or "", case.report or "")
+        elif self._lexical_tables:  # made with FTS5, written without it: the next process with FTS5 rebuilds
+            fts.mark_stale(conn)
+
+    def _lexical_remove(self, conn: sqlite3.Connection, case_id: str) -> None:
+        if self._lexical:
+            fts.remove(conn, case_id)
+        elif self._lexical_tables:
+            fts.mark_stale(conn)
+
+    @property
+    def lexical_available(self) -> bool:
+        """Whether word (BM25) search over notes and reports works here (SQLite with FTS5)."""
+        return self._lexical
+
+    def lexical_search(self, text: str, limit: int | None = None) -> list[tuple[str, float]]:
+        """(case id, BM25 score > 0) of the cases whose notes or report share a word with `text`, best first
+        (at most `limit`); [] without FTS5 or without searchable words."""
+        if not self._lexical:
+            return []
+        with self._lock:
+            return fts.search(self._conn, text, limit)
+
+    def matched_words(self, text: str, case_id: str) -> dict[str, list[str]]:
+        """The words of the case's notes and of its report that matched the query `text` (per column)."""
+        if not self._lexical:
+            return {c: [] for c in fts.COLUMNS}
+        with self._lock:
+            return fts.matched_words(self._conn, text, case_id)
 
     @staticmethod
     def _exists(conn: sqlite3.Connection, case_id: str) -> bool:
@@ -282,6 +326,7 @@ class CaseStore:
                 raise self._unknown(case.case_id)
             assignments = ", ".join(f"{c} = ?" for c in _CASE_COLUMNS[1:])
             conn.execute(f"UPDATE cases SET {assignments} WHERE case_id = ?", (*row[1:], case.case_id))
+            self._lexical_add(conn, case)
 
     def remove(self, case_id: str) -> None:
         """Remove a case with its embeddings and predicted terms."""
@@ -291,6 +336,7 @@ class CaseStore:
             conn.execute("DELETE FROM embeddings WHERE case_id = ?", (case_id,))
             conn.execute("DELETE FROM predicted_terms WHERE case_id = ?", (case_id,))
             conn.execute("DELETE FROM cases WHERE case_id = ?", (case_id,))
+            self._lexical_remove(conn, case_id)
 
     def get(self, case_id: str) -> Case:
         with self._lock:
@@ -481,6 +527,27 @@ class CaseStore:
             "model_versions": self.model_versions(),
             "feedback_events": len(self.feedback_log()),
         }
+
+
+_NO_FTS_LOGGED = False
+
+
+def _migrate_add_fts(conn: sqlite3.Connection) -> bool:
+    """Schema 2: the lexical (FTS5) index of notes and reports, created and filled from `cases` when missing,
+    rebuilt when marked stale. Idempotent (runs at every open, in the opening transaction). Without FTS5 in
+    this SQLite: nothing is created, a one-time message is logged, and False is returned (text search then
+    uses the embeddings only)."""
+    global _NO_FTS_LOGGED
+    if fts.ensure(conn):
+        return True
+    if not _NO_FTS_LOGGED:
+        _NO_FTS_LOGGED = True
+        log.warning(
+            "this Python's SQLite (%s) has no FTS5: text search ranks by the embeddings only, without word "
+            "matching (BM25); see docs/search.md",
+            sqlite3.sqlite_version,
+        )
+    return False
 
 
 def _case_from_row(row: tuple) -> Case:
