@@ -6,6 +6,10 @@ Scoring: `score = (1 - w) * cos(img_q, img_c) + w * cos(txt_q, txt_c)` with `w =
   encoder maps both into one space), so fused and text queries still rank it; its hit says `has_text=False`.
 Candidates come from the index (exact below `IndexConfig.exact_threshold`, hnswlib above, over-fetched), are
 filtered (label, terms, sequences) and rescored exactly.
+Hybrid text scoring (`HybridConfig`, default normalised fusion): the query text's words are also searched in
+the case store's FTS5 index (BM25 over notes + reports); matching cases join the candidates and the text
+similarity becomes `(1 - l) cos(txt_q, txt_c) + l * bm25 / max bm25` (docs/search.md). Without FTS5 in SQLite,
+or with `HybridConfig(method="dense")`, the score is the embeddings' alone.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from .errors import CaseInputError
 from .feedback import RocchioConfig, rocchio
 from .index import ArchiveIndex, IndexConfig, ScoredCase
+from .lexical import HybridConfig
 from .indexer import (
     commit_embeddings,
     embed_rois_and_texts,
@@ -115,6 +120,7 @@ class SearchEngine:
         *,
         config: IndexConfig | None = None,
         feedback: RocchioConfig | None = None,
+        hybrid: HybridConfig | None = None,
         encoder: CaseEncoder | None = None,
         auto_index: bool = False,
         progress: bool = False,
@@ -134,6 +140,7 @@ class SearchEngine:
         self.model_dir = model_dir
         self.config = config or IndexConfig()
         self.feedback = feedback or RocchioConfig()
+        self.hybrid = hybrid or HybridConfig()
         self.threads = threads  # torch intra-op threads while encoding (restored after; None: leave as is)
         self._predicted: dict[str, dict[str, float]] | None = None
         require_cases(self.store)
@@ -262,7 +269,10 @@ class SearchEngine:
         elif image_vector is None:
             w = 1.0
         allowed = self._allowed(label, terms, sequences)
-        scored = self.index.search(image_vector, text_vector, text_weight=w, k=k, allowed=allowed)
+        lexical = self.lexical_scores(text) if w > 0 else None
+        scored = self.index.search(
+            image_vector, text_vector, text_weight=w, k=k, allowed=allowed, lexical=lexical, hybrid=self.hybrid
+        )
         query_terms = dict(query_terms or {})
         hits = [
             self._hit(s, n + 1, query_terms, image_vector is not None, text_vector is not None)
@@ -284,6 +294,14 @@ class SearchEngine:
             refined=refined,
         )
 
+    def lexical_scores(self, text: str) -> dict[str, float] | None:
+        """case id -> BM25 of the query text's words in its notes and report (all matching cases when the
+        search is exact, else the best `hybrid.candidates`); None when not used (no text, no FTS5, dense)."""
+        if not (text and text.strip()) or not self.hybrid.uses_lexical or not self.store.lexical_available:
+            return None
+        limit = None if len(self.index) < self.config.exact_threshold else self.hybrid.candidates
+        return dict(self.store.lexical_search(text, limit))
+
     def search_saved(self, saved: SavedQuery, **kwargs) -> SearchResult:
         """Search again with a query saved by `SearchResult.save_query`."""
         if saved.model_version and saved.model_version != self.version:
@@ -293,6 +311,7 @@ class SearchEngine:
         kwargs.setdefault("k", saved.k)
         kwargs.setdefault("text_weight", saved.text_weight)
         kwargs.setdefault("query_terms", saved.query_terms)
+        kwargs.setdefault("text", saved.text)
         return self.search_vectors(saved.image_vector, saved.text_vector, **kwargs)
 
     def _allowed(self, label, terms, sequences) -> set[str] | None:
@@ -350,6 +369,7 @@ class SearchEngine:
             score=s.score,
             image_score=s.image_score if has_image else None,
             text_score=s.text_score if has_text else None,
+            lexical_score=s.lexical_score if has_text else None,
             label=case.label,
             terms=terms,
             shared_terms=shared_terms(list(query_terms), terms),

@@ -3,11 +3,12 @@ vectors it ranks with (for simulated feedback) when scores are plain dot product
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import CaseInputError
+from ..lexical import HybridConfig
 from .collection import EvalCollection
 
 IMAGE_METHODS = ("handcrafted", "classifier", "ours")
@@ -33,6 +34,7 @@ class MethodOptions:
     seed: int = 0
     work_dir: str | None = None
     progress: bool = True
+    hybrid: HybridConfig | None = field(default_factory=HybridConfig)  # text scoring of 'ours' (None: dense)
 
 
 def _need_rois(c: EvalCollection, method: str) -> np.ndarray:

@@ -1,5 +1,9 @@
 """Our dual encoder under evaluation: image-only, text-only or fused embeddings of a `CaseEncoder`,
-either loaded (`--model`) or trained on the index cases of each split with `training.train_model`."""
+either loaded (`--model`) or trained on the index cases of each split with `training.train_model`.
+
+Text and fused modes score like the product's search: the embedding similarities fused with BM25 from the
+same FTS5 index and query terms (`lexical.bm25_matrix`) by the same `lexical.fuse_scores` (exact search: every
+index case is a candidate), with `MethodOptions.hybrid` (the product's default unless changed)."""
 
 from __future__ import annotations
 
@@ -75,9 +79,25 @@ def _texts(c: EvalCollection, query: bool) -> list[str]:
     return list(texts)
 
 
+def _lexical(texts_q: list[str], texts_i: list[str], opts: MethodOptions) -> np.ndarray | None:
+    """(Q, N) BM25 of the query texts in the index texts, or None when the fusion does not use it."""
+    from ..lexical import fts
+    from ..lexical.matrix import bm25_matrix
+
+    if opts.hybrid is None or not opts.hybrid.uses_lexical:
+        return None
+    if not fts.available():
+        log.warning("this SQLite has no FTS5: 'ours' text scores are the embeddings' only")
+        return None
+    return bm25_matrix(texts_q, texts_i)
+
+
 def ours_output(index: EvalCollection, queries: EvalCollection, opts: MethodOptions) -> MethodOutput:
-    """Embeddings of both sides in the chosen mode; scores are their dot products (cosine)."""
+    """Embeddings of both sides in the chosen mode; scores are their dot products (cosine) for images, and for
+    text and fused modes the product's hybrid score (with BM25; then no vectors are returned, so simulated
+    feedback, which re-ranks by vectors alone, is not run for them)."""
     from ..encoders import fuse_embeddings
+    from ..lexical import fuse_scores
 
     if opts.mode not in ("image", "text", "fused"):
         raise ValueError(f"unknown mode {opts.mode!r}: use image, text or fused")
@@ -91,6 +111,12 @@ def ours_output(index: EvalCollection, queries: EvalCollection, opts: MethodOpti
         vq, vi = encoder.encode_rois(queries.rois), encoder.encode_rois(index.rois)
     if opts.mode in ("text", "fused"):
         tq, ti = encoder.encode_texts(texts_q), encoder.encode_texts(texts_i)
+        lexical = _lexical(texts_q, texts_i, opts)
+        if lexical is not None:
+            image = None if vq is None else np.asarray(vq, np.float32) @ np.asarray(vi, np.float32).T
+            text = np.asarray(tq, np.float32) @ np.asarray(ti, np.float32).T
+            w = 1.0 if opts.mode == "text" else opts.text_weight
+            return MethodOutput(fuse_scores(image, text, lexical, w, opts.hybrid).astype(np.float32))
         if opts.mode == "text":
             vq, vi = tq, ti
         else:

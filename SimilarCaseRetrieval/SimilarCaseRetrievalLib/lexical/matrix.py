@@ -1,0 +1,32 @@
+"""BM25 of many queries against many texts through the same FTS5 index and query terms as the case store
+(an in-memory database with the store's `cases` columns), for the evaluation and the fusion tuning."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import fts
+
+
+def bm25_matrix(query_texts: Sequence[str], index_texts: Sequence[str]) -> np.ndarray:
+    """(Q, N) BM25 scores (0 where a text shares no query word); index texts go in the `report` column.
+    Raises RuntimeError when this SQLite has no FTS5."""
+    if not fts.available():
+        raise RuntimeError("this SQLite has no FTS5")
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE TABLE cases (case_id TEXT PRIMARY KEY, notes TEXT NOT NULL, report TEXT NOT NULL)")
+        conn.executemany(
+            "INSERT INTO cases VALUES (?, '', ?)", [(str(n), t or "") for n, t in enumerate(index_texts)]
+        )
+        fts.ensure(conn)
+        out = np.zeros((len(query_texts), len(index_texts)), dtype=np.float32)
+        for q, text in enumerate(query_texts):
+            for case_id, score in fts.search(conn, text):
+                out[q, int(case_id)] = score
+        return out
+    finally:
+        conn.close()
