@@ -290,7 +290,26 @@ def index_archive(
     report.removed = max(0, before - len(index) + len(report.embedded)) if before >= 0 else 0
     report.indexed = len(index)
     report.seconds = time.perf_counter() - started
+    if report.embedded:
+        _calibrate_hybrid(store, encoder)
     return report
+
+
+def _calibrate_hybrid(store: CaseStore, encoder: CaseEncoder) -> None:
+    """Choose the archive's lexical weight again when it is new or the archive grew by 10 % since
+    (lexical/calibrate.py); a failure only keeps the previous (or default) weight."""
+    from .lexical.calibrate import calibrate_store
+
+    state = store.hybrid_state(encoder.version)
+    if state is not None and len(store) < 1.1 * int(state.get("n_cases", 0)):
+        return
+    try:
+        chosen = calibrate_store(store, encoder)
+    except (ValueError, RuntimeError, OSError) as exc:
+        log.warning("lexical weight not chosen (%s); keeping the default", exc)
+        return
+    if chosen is not None:
+        log.info("lexical weight %s chosen on %d cases", chosen["config"]["lexical_weight"], chosen["n_queries"])
 
 
 def _load_text_model(encoder: CaseEncoder) -> float:

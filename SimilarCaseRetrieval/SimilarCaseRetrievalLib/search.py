@@ -25,7 +25,6 @@ import numpy as np
 from .errors import CaseInputError
 from .feedback import RocchioConfig, rocchio
 from .index import ArchiveIndex, IndexConfig, ScoredCase
-from .lexical import HybridConfig
 from .indexer import (
     commit_embeddings,
     embed_rois_and_texts,
@@ -34,6 +33,7 @@ from .indexer import (
     require_cases,
     torch_threads,
 )
+from .lexical import HybridConfig
 from .results import Hit, SavedQuery, SearchResult, snippet
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class SearchEngine:
         self.model_dir = model_dir
         self.config = config or IndexConfig()
         self.feedback = feedback or RocchioConfig()
-        self.hybrid = hybrid or HybridConfig()
+        self._hybrid = hybrid
         self.threads = threads  # torch intra-op threads while encoding (restored after; None: leave as is)
         self._predicted: dict[str, dict[str, float]] | None = None
         require_cases(self.store)
@@ -149,6 +149,18 @@ class SearchEngine:
     @property
     def version(self) -> str:
         return self.encoder.version
+
+    @property
+    def hybrid(self) -> HybridConfig:
+        """The text scoring config: the one given, else the one chosen for this archive and model at indexing
+        (lexical/calibrate.py), else the default."""
+        if self._hybrid is None:
+            state = self.store.hybrid_state(self.version) or {}
+            try:
+                self._hybrid = HybridConfig(**state["config"]) if "config" in state else HybridConfig()
+            except (TypeError, ValueError):
+                self._hybrid = HybridConfig()
+        return self._hybrid
 
     @property
     def term_names(self) -> list[str]:

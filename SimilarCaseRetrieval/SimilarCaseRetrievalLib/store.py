@@ -290,6 +290,22 @@ class CaseStore:
         with self._lock:
             return fts.search(self._conn, text, limit)
 
+    def hybrid_state(self, model_version: str) -> dict | None:
+        """The hybrid scoring config chosen for this archive and model (`lexical/calibrate.py`), or None."""
+        if not self._lexical:
+            return None
+        with self._lock:
+            value = fts.get_state(self._conn, f"hybrid/{model_version}")
+        try:
+            return json.loads(value) if value else None
+        except ValueError:
+            return None
+
+    def set_hybrid_state(self, model_version: str, state: dict) -> None:
+        if self._lexical:
+            with self.transaction() as conn:
+                fts.put_state(conn, f"hybrid/{model_version}", json.dumps(state))
+
     def matched_words(self, text: str, case_id: str) -> dict[str, list[str]]:
         """The words of the case's notes and of its report that matched the query `text` (per column)."""
         if not self._lexical:

@@ -140,7 +140,12 @@ def test_matched_words_per_column(tmp_path):
 
 def test_query_terms_drop_function_words_and_repeat():
     assert query_terms("No acute effusion; the EFFUSION is small, CA-125 x 2") == [
-        "acute", "effusion", "small", "ca", "125", "2",
+        "acute",
+        "effusion",
+        "small",
+        "ca",
+        "125",
+        "2",
     ]
     assert query_terms("the and of") == []
 

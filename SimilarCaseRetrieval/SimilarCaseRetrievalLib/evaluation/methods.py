@@ -3,7 +3,7 @@ vectors it ranks with (for simulated feedback) when scores are plain dot product
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,7 +34,9 @@ class MethodOptions:
     seed: int = 0
     work_dir: str | None = None
     progress: bool = True
-    hybrid: HybridConfig | None = field(default_factory=HybridConfig)  # text scoring of 'ours' (None: dense)
+    # text scoring of 'ours': None = normalised fusion with the lexical weight chosen on the index side of
+    # each split (as `similar-cases index` does for an archive); HybridConfig(method="dense"): embeddings only
+    hybrid: HybridConfig | None = None
 
 
 def _need_rois(c: EvalCollection, method: str) -> np.ndarray:

@@ -79,17 +79,46 @@ def _texts(c: EvalCollection, query: bool) -> list[str]:
     return list(texts)
 
 
-def _lexical(texts_q: list[str], texts_i: list[str], opts: MethodOptions) -> np.ndarray | None:
-    """(Q, N) BM25 of the query texts in the index texts, or None when the fusion does not use it."""
+def _index_side_config(index: EvalCollection, encoder, ti: np.ndarray, lexical_index) -> object:
+    """The lexical weight chosen on the index side of this split alone (its query-side texts against its
+    index texts, relevance as the evaluation's), as `similar-cases index` chooses it for an archive."""
+    from ..lexical.calibrate import choose_weight, sample
+    from .metrics import relevance_grades, self_mask
+
+    picked = sample(len(index))
+    sub = index.subset(picked)
+    tq = np.asarray(encoder.encode_texts(_texts(sub, True)), np.float32)
+    rel = relevance_grades(sub.labels, sub.terms, index.labels, index.terms, index.relevance) > 0
+    config, table = choose_weight(
+        tq @ np.asarray(ti, np.float32).T,
+        lexical_index(_texts(sub, True)),
+        rel,
+        self_mask(sub.ids, index.ids),
+    )
+    log.info(
+        "lexical weight %.1f chosen on the index side (mAP@10 %s)",
+        config.lexical_weight,
+        {k: round(v, 3) for k, v in table.items()},
+    )
+    return config
+
+
+def _hybrid(index: EvalCollection, encoder, ti: np.ndarray, texts_i: list[str], opts: MethodOptions):
+    """(config, BM25 of query texts -> index texts as a function) or (None, None) for embeddings only."""
     from ..lexical import fts
     from ..lexical.matrix import bm25_matrix
 
-    if opts.hybrid is None or not opts.hybrid.uses_lexical:
-        return None
+    if opts.hybrid is not None and not opts.hybrid.uses_lexical:
+        return None, None
     if not fts.available():
         log.warning("this SQLite has no FTS5: 'ours' text scores are the embeddings' only")
-        return None
-    return bm25_matrix(texts_q, texts_i)
+        return None, None
+
+    def lexical_index(query_texts: list[str]) -> np.ndarray:
+        return bm25_matrix(query_texts, texts_i)
+
+    config = opts.hybrid or _index_side_config(index, encoder, ti, lexical_index)
+    return config, lexical_index
 
 
 def ours_output(index: EvalCollection, queries: EvalCollection, opts: MethodOptions) -> MethodOutput:
@@ -111,12 +140,19 @@ def ours_output(index: EvalCollection, queries: EvalCollection, opts: MethodOpti
         vq, vi = encoder.encode_rois(queries.rois), encoder.encode_rois(index.rois)
     if opts.mode in ("text", "fused"):
         tq, ti = encoder.encode_texts(texts_q), encoder.encode_texts(texts_i)
-        lexical = _lexical(texts_q, texts_i, opts)
-        if lexical is not None:
+        config, lexical_index = _hybrid(index, encoder, ti, texts_i, opts)
+        if config is not None and config.uses_lexical:
             image = None if vq is None else np.asarray(vq, np.float32) @ np.asarray(vi, np.float32).T
             text = np.asarray(tq, np.float32) @ np.asarray(ti, np.float32).T
             w = 1.0 if opts.mode == "text" else opts.text_weight
-            return MethodOutput(fuse_scores(image, text, lexical, w, opts.hybrid).astype(np.float32))
+            scores = fuse_scores(image, text, lexical_index(texts_q), w, config)
+            return MethodOutput(scores.astype(np.float32))
+        if config is not None and opts.mode == "fused":  # weight 0 chosen: the product's (1 - w) cos + w cos
+            w = opts.text_weight
+            vq = np.concatenate([np.sqrt(1 - w) * np.asarray(vq), np.sqrt(w) * np.asarray(tq)], axis=1)
+            vi = np.concatenate([np.sqrt(1 - w) * np.asarray(vi), np.sqrt(w) * np.asarray(ti)], axis=1)
+            vq, vi = np.asarray(vq, np.float32), np.asarray(vi, np.float32)
+            return MethodOutput(vq @ vi.T, vq, vi)
         if opts.mode == "text":
             vq, vi = tq, ti
         else:

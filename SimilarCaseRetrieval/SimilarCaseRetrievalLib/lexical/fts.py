@@ -6,7 +6,8 @@ Tables (beside `cases`, written in the same transactions by `store.CaseStore`):
 - `lexical_text` (FTS5, columns `notes`, `report`, tokenizer `porter unicode61 remove_diacritics 2`: English
   stemming, case and accent folding), rowid = docid.
 - `lexical_state (key, value)`: `stale` is set when cases were written by a process whose SQLite has no FTS5;
-  the next process with FTS5 rebuilds the index from `cases`.
+  the next process with FTS5 rebuilds the index from `cases`. `hybrid/<model version>`: the hybrid config
+  chosen for this archive (`lexical/calibrate.py`), as JSON.
 
 Without FTS5 (an SQLite built without it) the store works as before and text search uses the embeddings
 only; `available()` says which, and the store logs it once.
@@ -59,7 +60,9 @@ def ensure(conn: sqlite3.Connection) -> bool:
     if not available():
         return False
     created = not has_tables(conn)
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {DOCS_TABLE} (docid INTEGER PRIMARY KEY, case_id TEXT NOT NULL UNIQUE)")
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {DOCS_TABLE} (docid INTEGER PRIMARY KEY, case_id TEXT NOT NULL UNIQUE)"
+    )
     conn.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     conn.execute(
         f"CREATE VIRTUAL TABLE IF NOT EXISTS {TEXT_TABLE} USING {FTS_MODULE}"
@@ -86,6 +89,15 @@ def rebuild(conn: sqlite3.Connection) -> None:
 def mark_stale(conn: sqlite3.Connection) -> None:
     """Record that cases changed without the lexical index being updated (no FTS5 in this process)."""
     conn.execute(f"INSERT OR REPLACE INTO {STATE_TABLE} (key, value) VALUES ('stale', '1')")
+
+
+def put_state(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(f"INSERT OR REPLACE INTO {STATE_TABLE} (key, value) VALUES (?, ?)", (key, value))
+
+
+def get_state(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute(f"SELECT value FROM {STATE_TABLE} WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def add(conn: sqlite3.Connection, case_id: str, notes: str, report: str) -> None:

@@ -28,7 +28,7 @@ class HybridConfig:
     `candidates`: BM25 candidates fetched per query above the exact-search threshold."""
 
     method: str = "normalised"
-    lexical_weight: float = 0.5
+    lexical_weight: float = 0.3  # used where the archive's own weight was not chosen (lexical/calibrate.py)
     rrf_k: int = 60
     candidates: int = 200
 
@@ -63,7 +63,9 @@ def normalised_fusion(dense: np.ndarray, lexical: np.ndarray, weight: float) -> 
     return (1.0 - weight) * dense + weight * norm
 
 
-def rrf_fusion(lists: list[np.ndarray], weights: list[float], k: int = 60, present: list | None = None) -> np.ndarray:
+def rrf_fusion(
+    lists: list[np.ndarray], weights: list[float], k: int = 60, present: list | None = None
+) -> np.ndarray:
     """Weighted reciprocal-rank fusion `sum_i weights[i] / (k + rank_i)` along the last axis; `present[i]`
     (optional boolean mask like the scores) says where list i ranks a candidate at all (elsewhere it adds 0)."""
     total = np.zeros(np.asarray(lists[0]).shape, dtype=np.float64)
