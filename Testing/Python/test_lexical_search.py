@@ -1,0 +1,70 @@
+"""Hybrid text search through the one engine (SearchEngine): a word only one report has, the archive's own
+lexical weight, and search without FTS5."""
+
+from __future__ import annotations
+
+import pytest
+from search_helpers import copy_archive, tiny_model
+from SimilarCaseRetrievalLib import store as store_module
+from SimilarCaseRetrievalLib.indexer import index_archive
+from SimilarCaseRetrievalLib.lexical import HybridConfig, calibrate, fts
+from SimilarCaseRetrievalLib.search import SearchEngine
+
+pytestmark = pytest.mark.skipif(not fts.available(), reason="this SQLite has no FTS5")
+
+RARE = "OV0009"
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, tiny_archive):
+    """(archive, encoder): the tiny archive indexed with a random-init model; OV0009's report also says
+    'pneumothorax' (after indexing: its embeddings do not know the word, only the lexical index does)."""
+    root = tmp_path_factory.mktemp("lexical")
+    store = copy_archive(tiny_archive, root / "archive")
+    encoder = tiny_model(root / "model")
+    index_archive(store, encoder, progress=False)
+    case = store.get(RARE)
+    case.report += " Incidental small apical pneumothorax."
+    store.update(case)
+    store.close()
+    return root / "archive", encoder
+
+
+def test_a_word_only_one_report_has_ranks_that_case_first(indexed):
+    archive, encoder = indexed
+    engine = SearchEngine(archive, encoder=encoder, hybrid=HybridConfig(lexical_weight=0.8))
+    result = engine.search(text="pneumothorax", k=5)
+    assert result.hits[0].case_id == RARE and result.hits[0].lexical_score > 0
+    assert all(h.lexical_score == 0 for h in result.hits[1:])
+    assert engine.store.matched_words("pneumothorax", RARE)["report"] == ["pneumothorax"]
+    # the same query ranked by the embeddings alone does not know the word
+    dense = SearchEngine(archive, encoder=encoder, hybrid=HybridConfig(method="dense"))
+    assert all(h.lexical_score == 0 for h in dense.search(text="pneumothorax", k=24).hits)
+
+
+def test_the_archive_weight_is_chosen_stored_and_used(indexed, monkeypatch):
+    archive, encoder = indexed
+    engine = SearchEngine(archive, encoder=encoder)
+    assert engine.hybrid == HybridConfig()  # 24 cases: too few to choose, the default
+    monkeypatch.setattr(calibrate, "MIN_CASES", 10)
+    state = calibrate.calibrate_store(engine.store, encoder)
+    assert (
+        state is not None
+        and state["n_queries"] == 24
+        and set(state["map_at_10"]) == {str(w) for w in calibrate.LAMBDAS}
+    )
+    chosen = HybridConfig(**state["config"])
+    best = max(state["map_at_10"].values())
+    assert state["map_at_10"][str(chosen.lexical_weight)] == best
+    assert SearchEngine(archive, encoder=encoder).hybrid == chosen  # read back from the store
+
+
+def test_text_search_without_fts5_uses_the_embeddings(indexed, monkeypatch):
+    archive, encoder = indexed
+    monkeypatch.setattr(fts, "FTS_MODULE", "fts5_not_compiled_in")
+    monkeypatch.setattr(store_module, "_NO_FTS_LOGGED", True)
+    engine = SearchEngine(archive, encoder=encoder, hybrid=HybridConfig(lexical_weight=0.8))
+    assert not engine.store.lexical_available
+    result = engine.search(text="pneumothorax", k=24)
+    assert len(result.hits) == 24 and all(h.lexical_score == 0 for h in result.hits)
+    assert [h.score for h in result.hits] == pytest.approx([h.text_score for h in result.hits])
