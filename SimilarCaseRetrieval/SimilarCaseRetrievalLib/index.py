@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CaseInputError
-from .lexical import HybridConfig, fuse_scores
+from .lexical import HybridConfig, blend_backbone, fuse_scores
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,8 @@ class ArchiveIndex:
         self.rows: dict[str, int] = {}  # case id -> label
         self.fused = np.zeros((0, 2 * dim), dtype=np.float32)
         self.graphs: dict = {}
+        # sentence-model (backbone) text embeddings per label, float16; zero rows: none stored (no text)
+        self.backbone: np.ndarray | None = None
         self.status = "new"  # after open(): "loaded", "updated" (cases added/removed) or "rebuilt"
 
     # ----------------------------------------------------------------- basic views
@@ -166,9 +168,21 @@ class ArchiveIndex:
         graph.set_ef(self.config.ef_search)
         return graph
 
+    def set_backbone(self, case_ids: Sequence[str], vectors: np.ndarray) -> None:
+        """The backbone text embeddings of the given cases (others, and cases added later without one: none)."""
+        vectors = np.nan_to_num(np.asarray(vectors, dtype=np.float32))
+        pos = {c: n for n, c in enumerate(case_ids)}
+        pairs = [(r, pos[c]) for r, c in enumerate(self.labels) if c is not None and c in pos]
+        self.backbone = np.zeros((len(self.labels), vectors.shape[1]), dtype=np.float16)
+        if pairs:
+            rows, src = zip(*pairs, strict=True)
+            self.backbone[list(rows)] = vectors[list(src)]
+
     def rebuild(self) -> None:
         """Compact the rows (drop deleted labels) and rebuild every graph from the vectors."""
         live = [r for r, i in enumerate(self.labels) if i is not None]
+        if self.backbone is not None:
+            self.backbone = np.ascontiguousarray(self.backbone[live])
         self.fused = np.ascontiguousarray(self.fused[live])
         self.labels = [self.labels[r] for r in live]
         self.rows = {i: r for r, i in enumerate(self.labels)}
@@ -180,8 +194,8 @@ class ArchiveIndex:
                 graph.add_items(self._kind_vectors(kind, slice(None)), np.arange(n))
             self.graphs[kind] = graph
 
-    def add(self, case_ids: Sequence[str], fused: np.ndarray) -> None:
-        """Add (or replace) cases with their fused vectors (n, 2D)."""
+    def add(self, case_ids: Sequence[str], fused: np.ndarray, backbone: np.ndarray | None = None) -> None:
+        """Add (or replace) cases with their fused vectors (n, 2D) and, where known, backbone text embeddings."""
         fused = np.atleast_2d(np.asarray(fused, dtype=np.float32))
         if fused.shape != (len(case_ids), 2 * self.dim):
             raise ValueError(
@@ -191,6 +205,13 @@ class ArchiveIndex:
         start = len(self.labels)
         labels = np.arange(start, start + len(case_ids))
         self.fused = np.concatenate([self.fused, fused], axis=0)
+        if backbone is not None and self.backbone is None:
+            self.backbone = np.zeros((start, np.asarray(backbone).shape[1]), dtype=np.float16)
+        if self.backbone is not None:
+            rows = np.zeros((len(case_ids), self.backbone.shape[1]), dtype=np.float16)
+            if backbone is not None:
+                rows[:] = np.nan_to_num(np.asarray(backbone, dtype=np.float32))
+            self.backbone = np.concatenate([self.backbone, rows], axis=0)
         self.labels.extend(case_ids)
         self.rows.update({i: int(r) for i, r in zip(case_ids, labels, strict=True)})
         if not self.graphs:
@@ -396,11 +417,14 @@ class ArchiveIndex:
         allowed: set[str] | None = None,
         lexical: Mapping[str, float] | None = None,
         hybrid: HybridConfig | None = None,
+        backbone: np.ndarray | None = None,
     ) -> list[ScoredCase]:
         """Top-k cases by `(1 - w) cos(img_q, img_c) + w cos(txt_q, txt_c)`, restricted to `allowed` if given.
         Image-only queries rank by image similarity, text-only ones by text similarity. With `lexical` (case id
         -> BM25 of the query text) and a `hybrid` config that uses it, those cases join the candidates and the
-        text part of the score is the hybrid one (`lexical.fuse_scores`)."""
+        text part of the score is the hybrid one (`lexical.fuse_scores`). With the query's `backbone` text
+        embedding and `hybrid.backbone_weight` > 0, the dense text similarity blends in the backbone cosine of the
+        cases that have one (`lexical.blend_backbone`)."""
         kind, q, w = self.query_vector(image, text, text_weight)
         pool = len(self.rows) if allowed is None else len(allowed)
         k = min(int(k), pool)
@@ -415,10 +439,13 @@ class ArchiveIndex:
             lex_rows = {self.rows[c]: float(v) for c, v in lexical.items() if c in self.rows and v > 0}
             if allowed is not None:
                 lex_rows = {r: v for r, v in lex_rows.items() if self.labels[r] in allowed}
+        beta = 0.0
+        if backbone is not None and text is not None and self.backbone is not None and hybrid is not None:
+            beta = hybrid.backbone_weight if w > 0 else 0.0
         exact = len(self.rows) < self.config.exact_threshold or (
             rows is not None and len(rows) < self.config.exact_threshold
         )
-        if exact and lex_rows:  # every case is a candidate: the fusion sees the whole ranking
+        if exact and (lex_rows or beta > 0):  # every case is a candidate: the fusion sees the whole ranking
             cand = rows if rows is not None else np.array([r for r, i in enumerate(self.labels) if i is not None], np.int64)
         elif exact:
             cand = self._exact(kind, q, rows, k)
@@ -433,7 +460,7 @@ class ArchiveIndex:
                 n *= 4
             if lex_rows:
                 cand = np.union1d(cand, np.fromiter(lex_rows, dtype=np.int64, count=len(lex_rows)))
-        return self._rescore(cand, image, text, w, k, lex_rows, hybrid)
+        return self._rescore(cand, image, text, w, k, lex_rows, hybrid, backbone if beta > 0 else None)
 
     def _rescore(
         self,
@@ -444,12 +471,18 @@ class ArchiveIndex:
         k: int,
         lex_rows: Mapping[int, float] | None = None,
         hybrid: HybridConfig | None = None,
+        backbone: np.ndarray | None = None,
     ) -> list[ScoredCase]:
         """Exact scores for candidate rows, the best k first."""
         rows = np.asarray(rows, dtype=np.int64)
         f_img, f_txt = split_fused(self.fused[rows], self.dim)
         img_s = f_img @ _normalise(image) if image is not None else np.zeros(len(rows), np.float32)
         txt_s = f_txt @ _normalise(text) if text is not None else np.zeros(len(rows), np.float32)
+        if backbone is not None and hybrid is not None and self.backbone is not None:
+            b = self.backbone[rows].astype(np.float32)
+            stored = np.any(b != 0, axis=1)  # cases without a backbone embedding keep the projected cosine
+            blended = blend_backbone(txt_s, b @ _normalise(backbone), hybrid.backbone_weight)
+            txt_s = np.where(stored, blended, txt_s)
         lex_s = np.zeros(len(rows), np.float64)
         if lex_rows:
             lex_s = np.array([lex_rows.get(int(r), 0.0) for r in rows], dtype=np.float64)

@@ -112,7 +112,19 @@ def embed_texts(
 ) -> np.ndarray:
     """(N, D) text embeddings with NaN rows where there is no text; raw sentence embeddings come from `cache`
     where present (the sentence model is frozen) and are added to it."""
+    return embed_texts_and_backbone(encoder, texts, cache=cache)[0]
+
+
+def embed_texts_and_backbone(
+    encoder: CaseEncoder,
+    texts: Sequence[str],
+    *,
+    cache: SentenceCache | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, D) text embeddings and the (N, text_dim) L2-normalised sentence (backbone) embeddings they were
+    projected from, NaN rows where there is no text (backbone None for an encoder without the split API)."""
     out = np.full((len(texts), encoder.config.embed_dim), np.nan, dtype=np.float32)
+    backbone = None
     with_text = [i for i, t in enumerate(texts) if t and t.strip()]
     if with_text:
         chosen = [texts[i] for i in with_text]
@@ -133,10 +145,12 @@ def embed_texts(
                 if cache is not None:
                     cache.put([chosen[i] for i in missing], fresh)
             vectors = encoder.project_texts(raw)
+            backbone = np.full((len(texts), raw.shape[1]), np.nan, dtype=np.float32)
+            backbone[with_text] = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
         except (ImportError, AttributeError):  # an encoder without the split API
             vectors = encoder.encode_texts(chosen)
         out[with_text] = vectors
-    return out
+    return out, backbone
 
 
 def embed_rois_and_texts(
@@ -147,10 +161,21 @@ def embed_rois_and_texts(
     return image, embed_texts(encoder, texts), probs
 
 
+BACKBONE_KIND = "sentence"  # the text's L2-normalised sentence-model embedding (before our projection)
+
+
 def commit_embeddings(
-    store: CaseStore, version: str, terms: Sequence[str], case_ids: list[str], image, text, term_probs
+    store: CaseStore,
+    version: str,
+    terms: Sequence[str],
+    case_ids: list[str],
+    image,
+    text,
+    term_probs,
+    backbone=None,
 ) -> np.ndarray:
-    """Store one chunk (image, text where present, fused, predicted terms) in one transaction; returns fused."""
+    """Store one chunk (image, text where present, fused, predicted terms, and the backbone sentence embedding
+    where given) in one transaction; returns fused."""
     fused = fuse(image, text)
     has_text = np.isfinite(text).all(axis=1)
     text_ids = [i for i, ok in zip(case_ids, has_text, strict=True) if ok]
@@ -164,6 +189,8 @@ def commit_embeddings(
             store.set_embeddings(version, "text", text_ids, text[has_text])
         store.set_predicted_terms(version, predicted)
         store.set_embeddings(version, "fused", case_ids, fused)
+        if backbone is not None and text_ids:
+            store.set_embeddings(version, BACKBONE_KIND, text_ids, np.asarray(backbone)[has_text])
     return fused
 
 
@@ -262,7 +289,7 @@ def index_archive(
             submit_reads(n)
         try:
             for n in range(len(chunks)):
-                text = embed_texts(encoder, [c.text for c in cases[n]], cache=cache)  # while ROIs arrive
+                text, backbone = embed_texts_and_backbone(encoder, [c.text for c in cases[n]], cache=cache)
                 loaded = [f.result() for f in reads[n]]
                 if n + 2 < len(chunks):  # readers at most two chunks ahead (memory)
                     submit_reads(n + 2)
@@ -275,7 +302,16 @@ def index_archive(
                     ids = [cases[n][i].case_id for i in keep]
                     rois = np.stack([loaded[i][0] for i in keep])
                     image, probs = embed_images(encoder, rois, batch_size=batch_size)
-                    commit_embeddings(store, version, terms, ids, image, text[keep], probs)
+                    commit_embeddings(
+                        store,
+                        version,
+                        terms,
+                        ids,
+                        image,
+                        text[keep],
+                        probs,
+                        None if backbone is None else backbone[keep],
+                    )
                     report.embedded.extend(ids)
                 cases[n], reads[n] = [], []  # free the ROIs
                 bar.update(len(loaded))
@@ -352,4 +388,8 @@ def open_index(
     keep = [n for n, i in enumerate(ids) if i in live]  # embeddings of removed cases are not indexed
     ids = [ids[n] for n in keep]
     fused = np.asarray(fused, dtype=np.float32)[keep] if keep else np.zeros((0, 2), dtype=np.float32)
-    return ArchiveIndex.open(index_dir(store), version, list(ids), fused, config, rebuild=rebuild)
+    index = ArchiveIndex.open(index_dir(store), version, list(ids), fused, config, rebuild=rebuild)
+    backbone_ids, backbone = store.get_embeddings(version, BACKBONE_KIND)
+    if backbone_ids:
+        index.set_backbone(backbone_ids, backbone)
+    return index

@@ -53,6 +53,7 @@ class SearchResult:
     terms: list[str] = field(default_factory=list)
     sequences: list[str] = field(default_factory=list)
     refined: int = 0  # rounds of relevance feedback applied
+    backbone_vector: np.ndarray | None = None  # the query text's sentence-model embedding (hybrid scoring)
 
     @property
     def mode(self) -> str:

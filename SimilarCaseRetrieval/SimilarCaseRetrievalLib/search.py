@@ -27,7 +27,8 @@ from .feedback import RocchioConfig, rocchio
 from .index import ArchiveIndex, IndexConfig, ScoredCase
 from .indexer import (
     commit_embeddings,
-    embed_rois_and_texts,
+    embed_images,
+    embed_texts_and_backbone,
     index_archive,
     open_index,
     require_cases,
@@ -196,10 +197,11 @@ class SearchEngine:
     def encode_query(self, study: Study | None = None, mask: sitk.Image | None = None, text: str = ""):
         """(image vector or None, text vector or None, query terms)."""
         with torch_threads(self.threads):
-            return self._encode_query(study, mask, text)
+            return self._encode_query(study, mask, text)[:3]
 
     def _encode_query(self, study, mask, text: str):
-        image_vector, query_terms = None, {}
+        """(image vector, text vector, query terms, backbone text vector or None)."""
+        image_vector, query_terms, backbone = None, {}, None
         if study is not None or mask is not None:
             if study is None or mask is None:
                 raise CaseInputError(
@@ -213,12 +215,14 @@ class SearchEngine:
             query_terms = select_terms(self.term_names, np.asarray(pred.term_probs)[0])
         text_vector = None
         if text and text.strip():
-            text_vector = np.asarray(self.encoder.encode_texts([text]), dtype=np.float32)[0]
+            vectors, backbones = embed_texts_and_backbone(self.encoder, [text])
+            text_vector = np.asarray(vectors, dtype=np.float32)[0]
+            backbone = None if backbones is None else np.asarray(backbones[0], dtype=np.float32)
             if image_vector is None:
                 query_terms = terms_in_text(self.term_names, text)
         if image_vector is None and text_vector is None:
             raise CaseInputError("query", "empty query", "give a study with a segment, a text, or both")
-        return image_vector, text_vector, query_terms
+        return image_vector, text_vector, query_terms, backbone
 
     def search(
         self,
@@ -234,7 +238,8 @@ class SearchEngine:
         query_id: str | None = None,
     ) -> SearchResult:
         """The k most similar cases to the query (see module doc for the score)."""
-        image_vector, text_vector, query_terms = self.encode_query(study, mask, text)
+        with torch_threads(self.threads):
+            image_vector, text_vector, query_terms, backbone = self._encode_query(study, mask, text)
         return self.search_vectors(
             image_vector,
             text_vector,
@@ -246,6 +251,7 @@ class SearchEngine:
             query_terms=query_terms,
             query_id=query_id,
             text=text,
+            backbone_vector=backbone,
         )
 
     def search_vectors(
@@ -262,8 +268,10 @@ class SearchEngine:
         query_id: str | None = None,
         text: str = "",
         refined: int = 0,
+        backbone_vector: np.ndarray | None = None,
     ) -> SearchResult:
-        """Search with query vectors (e.g. refined, or loaded with `--load-query`)."""
+        """Search with query vectors (e.g. refined, or loaded with `--load-query`); `text` adds the BM25 side
+        and `backbone_vector` (the text's sentence-model embedding) the backbone cosine of hybrid scoring."""
         if k < 1:
             raise CaseInputError("query", f"k = {k}", "ask for at least one hit (k >= 1)")
         for name, v in (("image", image_vector), ("text", text_vector)):
@@ -283,7 +291,14 @@ class SearchEngine:
         allowed = self._allowed(label, terms, sequences)
         lexical = self.lexical_scores(text) if w > 0 else None
         scored = self.index.search(
-            image_vector, text_vector, text_weight=w, k=k, allowed=allowed, lexical=lexical, hybrid=self.hybrid
+            image_vector,
+            text_vector,
+            text_weight=w,
+            k=k,
+            allowed=allowed,
+            lexical=lexical,
+            hybrid=self.hybrid,
+            backbone=backbone_vector,
         )
         query_terms = dict(query_terms or {})
         hits = [
@@ -304,6 +319,7 @@ class SearchEngine:
             terms=list(terms or []),
             sequences=list(sequences or []),
             refined=refined,
+            backbone_vector=backbone_vector,
         )
 
     def lexical_scores(self, text: str) -> dict[str, float] | None:
@@ -436,6 +452,7 @@ class SearchEngine:
             query_id=result.query_id,
             text=result.text,
             refined=result.refined + 1,
+            backbone_vector=result.backbone_vector,
         )
 
     # ----------------------------------------------------------------- annotators
@@ -443,14 +460,15 @@ class SearchEngine:
         """Store the case, embed it and add it to the index at once (nothing stored if anything fails)."""
         roi = self.encoder.roi_for(study, mask)  # validates the study and mask before touching the store
         with torch_threads(self.threads):
-            image, text, probs = embed_rois_and_texts(self.encoder, roi[None], [case.text])
+            image, probs = embed_images(self.encoder, roi[None])
+            text, backbone = embed_texts_and_backbone(self.encoder, [case.text])
         with self.store.transaction():
             self.store.add(case)
             fused = commit_embeddings(
-                self.store, self.version, self.term_names, [case.case_id], image, text, probs
+                self.store, self.version, self.term_names, [case.case_id], image, text, probs, backbone
             )
         self._predicted = None
-        self.index.add([case.case_id], fused)
+        self.index.add([case.case_id], fused, None if backbone is None else np.nan_to_num(backbone))
         if len(self.index) <= SAVE_ON_ADD_LIMIT:
             self.index.save()
         # else: saving every graph per added case is slow; the next open finds the case in the store and

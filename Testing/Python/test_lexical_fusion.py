@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from SimilarCaseRetrievalLib.index import ArchiveIndex, IndexConfig, fuse
 from SimilarCaseRetrievalLib.lexical import HybridConfig, fuse_scores, normalised_fusion, rrf_fusion
-from SimilarCaseRetrievalLib.lexical.calibrate import choose_weight, map_at_k
+from SimilarCaseRetrievalLib.lexical.calibrate import BACKBONE_WEIGHTS, LAMBDAS, choose_weight, map_at_k
 
 
 def test_normalised_fusion_by_hand():
@@ -70,9 +70,44 @@ def test_choose_weight_follows_whichever_side_ranks_better():
     noise = rng.random((n, n))
     exclude = np.eye(n, dtype=bool)
     words, table = choose_weight(noise, informative * 5.0, relevant, exclude)
-    assert words.lexical_weight > 0 and table[words.lexical_weight] > table[0.0]
+    assert words.lexical_weight > 0 and table[f"0.0/{words.lexical_weight}"] > table["0.0/0.0"]
     dense, table = choose_weight(informative, noise * 5.0, relevant, exclude)
-    assert dense.lexical_weight == 0.0 and table[0.0] == max(table.values())
+    assert dense.lexical_weight == 0.0 and table["0.0/0.0"] == max(table.values())
+    # a projection that ranks worse than its backbone: the backbone's cosine takes over
+    blend, table = choose_weight(noise, noise * 5.0, relevant, exclude, backbone=informative)
+    assert blend.backbone_weight > 0 and len(table) == len(BACKBONE_WEIGHTS) * len(LAMBDAS)
+    assert table[f"{blend.backbone_weight}/{blend.lexical_weight}"] > table["0.0/0.0"]
+    kept, _ = choose_weight(informative, noise * 5.0, relevant, exclude, backbone=noise)
+    assert kept.backbone_weight == 0.0
+
+
+def test_backbone_blend_in_the_index(tmp_path):
+    """Text similarity (1 - b) cos(projected) + b cos(backbone), for cases that have a backbone embedding."""
+    rng = np.random.default_rng(2)
+    n, dim, tdim = 20, 4, 6
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    image, text, back = unit(rng.random((n, dim))), unit(rng.random((n, dim))), unit(rng.random((n, tdim)))
+    ids = [f"C{i}" for i in range(n)]
+    index = ArchiveIndex.open(tmp_path, "v", ids, fuse(image, text))
+    index.set_backbone(ids[:-1], back[:-1])  # the last case has none
+    q, qb = text[3], back[3]
+    hits = {
+        s.case_id: s
+        for s in index.search(None, q, k=n, backbone=qb, hybrid=HybridConfig(backbone_weight=0.25))
+    }
+    for i, cid in enumerate(ids[:-1]):
+        expected = 0.75 * float(text[i] @ q) + 0.25 * float(back[i] @ qb)
+        assert hits[cid].text_score == pytest.approx(expected, abs=2e-3)  # float16 backbone rows
+    assert hits[ids[-1]].text_score == pytest.approx(float(text[-1] @ q), abs=1e-5)
+    # added later without a backbone, or after a compaction, rows stay aligned
+    index.add(["NEW"], fuse(image[:1], text[:1]))
+    index.remove(ids[:8])  # > 25 % deleted: compaction
+    again = {
+        s.case_id: s
+        for s in index.search(None, q, k=n, backbone=qb, hybrid=HybridConfig(backbone_weight=1.0))
+    }
+    assert again["C10"].text_score == pytest.approx(float(back[10] @ qb), abs=2e-3)
+    assert again["NEW"].text_score == pytest.approx(float(text[0] @ q), abs=1e-5)
 
 
 def test_lexical_cases_join_the_ann_candidates(tmp_path):

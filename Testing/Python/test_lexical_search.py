@@ -48,14 +48,13 @@ def test_the_archive_weight_is_chosen_stored_and_used(indexed, monkeypatch):
     assert engine.hybrid == HybridConfig()  # 24 cases: too few to choose, the default
     monkeypatch.setattr(calibrate, "MIN_CASES", 10)
     state = calibrate.calibrate_store(engine.store, encoder)
-    assert (
-        state is not None
-        and state["n_queries"] == 24
-        and set(state["map_at_10"]) == {str(w) for w in calibrate.LAMBDAS}
-    )
+    assert state is not None and state["n_queries"] == 24
+    # index_archive stored the backbone (sentence) embeddings, so both weights were chosen
+    pairs = {f"{b}/{w}" for b in calibrate.BACKBONE_WEIGHTS for w in calibrate.LAMBDAS}
+    assert set(state["map_at_10"]) == pairs
     chosen = HybridConfig(**state["config"])
     best = max(state["map_at_10"].values())
-    assert state["map_at_10"][str(chosen.lexical_weight)] == best
+    assert state["map_at_10"][f"{chosen.backbone_weight}/{chosen.lexical_weight}"] == best
     assert SearchEngine(archive, encoder=encoder).hybrid == chosen  # read back from the store
 
 
@@ -68,3 +67,20 @@ def test_text_search_without_fts5_uses_the_embeddings(indexed, monkeypatch):
     result = engine.search(text="pneumothorax", k=24)
     assert len(result.hits) == 24 and all(h.lexical_score == 0 for h in result.hits)
     assert [h.score for h in result.hits] == pytest.approx([h.text_score for h in result.hits])
+
+
+def test_the_engine_blends_in_the_stored_backbone_cosine(indexed):
+    archive, encoder = indexed
+    from SimilarCaseRetrievalLib.indexer import BACKBONE_KIND, embed_texts_and_backbone
+
+    config = HybridConfig(lexical_weight=0.0, backbone_weight=1.0)
+    engine = SearchEngine(archive, encoder=encoder, hybrid=config)
+    query = "Unilocular cyst with thin smooth wall."
+    hits = engine.search(text=query, k=24).hits
+    ids, stored = engine.store.get_embeddings(encoder.version, BACKBONE_KIND)
+    assert len(ids) == 24  # index_archive stored one per case with text
+    _, q_backbone = embed_texts_and_backbone(encoder, [query])
+    expected = dict(zip(ids, stored @ q_backbone[0], strict=True))
+    for h in hits:
+        assert h.text_score == pytest.approx(float(expected[h.case_id]), abs=2e-3)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)

@@ -79,36 +79,44 @@ def _texts(c: EvalCollection, query: bool) -> list[str]:
     return list(texts)
 
 
-def _index_side_config(index: EvalCollection, encoder, ti: np.ndarray, lexical_index) -> object:
-    """The lexical weight chosen on the index side of this split alone (its query-side texts against its
-    index texts, relevance as the evaluation's), as `similar-cases index` chooses it for an archive."""
+def _text_vectors(encoder, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(projected text embeddings, L2-normalised sentence-model embeddings) of `texts` (zero rows: no text)."""
+    raw = np.asarray(encoder.sentence_embeddings(list(texts)), np.float32)
+    backbone = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
+    return np.asarray(encoder.project_texts(raw), np.float32), backbone
+
+
+def _index_side_config(index: EvalCollection, encoder, ti, bi, lexical_index):
+    """The lexical and backbone weights chosen on the index side of this split alone (its query-side texts
+    against its index texts, relevance as the evaluation's), as `similar-cases index` chooses them."""
     from ..lexical.calibrate import choose_weight, sample
     from .metrics import relevance_grades, self_mask
 
-    picked = sample(len(index))
-    sub = index.subset(picked)
-    tq = np.asarray(encoder.encode_texts(_texts(sub, True)), np.float32)
+    sub = index.subset(sample(len(index)))
+    ts, bs = _text_vectors(encoder, _texts(sub, True))
     rel = relevance_grades(sub.labels, sub.terms, index.labels, index.terms, index.relevance) > 0
     config, table = choose_weight(
-        tq @ np.asarray(ti, np.float32).T,
+        ts @ ti.T,
         lexical_index(_texts(sub, True)),
         rel,
         self_mask(sub.ids, index.ids),
+        backbone=bs @ bi.T,
     )
     log.info(
-        "lexical weight %.1f chosen on the index side (mAP@10 %s)",
+        "backbone weight %.2f, lexical weight %.1f chosen on the index side (mAP@10 %.3f)",
+        config.backbone_weight,
         config.lexical_weight,
-        {k: round(v, 3) for k, v in table.items()},
+        max(table.values()),
     )
     return config
 
 
-def _hybrid(index: EvalCollection, encoder, ti: np.ndarray, texts_i: list[str], opts: MethodOptions):
+def _hybrid(index: EvalCollection, encoder, ti, bi, texts_i: list[str], opts: MethodOptions):
     """(config, BM25 of query texts -> index texts as a function) or (None, None) for embeddings only."""
     from ..lexical import fts
     from ..lexical.matrix import bm25_matrix
 
-    if opts.hybrid is not None and not opts.hybrid.uses_lexical:
+    if opts.hybrid is not None and opts.hybrid.method == "dense":
         return None, None
     if not fts.available():
         log.warning("this SQLite has no FTS5: 'ours' text scores are the embeddings' only")
@@ -117,16 +125,17 @@ def _hybrid(index: EvalCollection, encoder, ti: np.ndarray, texts_i: list[str], 
     def lexical_index(query_texts: list[str]) -> np.ndarray:
         return bm25_matrix(query_texts, texts_i)
 
-    config = opts.hybrid or _index_side_config(index, encoder, ti, lexical_index)
+    config = opts.hybrid or _index_side_config(index, encoder, ti, bi, lexical_index)
     return config, lexical_index
 
 
 def ours_output(index: EvalCollection, queries: EvalCollection, opts: MethodOptions) -> MethodOutput:
     """Embeddings of both sides in the chosen mode; scores are their dot products (cosine) for images, and for
-    text and fused modes the product's hybrid score (with BM25; then no vectors are returned, so simulated
-    feedback, which re-ranks by vectors alone, is not run for them)."""
+    text and fused modes the product's hybrid score (then no vectors are returned, so simulated feedback, which
+    re-ranks by vectors alone, is not run for them; `--fusion dense` gives the embeddings-only scores and
+    vectors)."""
     from ..encoders import fuse_embeddings
-    from ..lexical import fuse_scores
+    from ..lexical import blend_backbone, fuse_scores
 
     if opts.mode not in ("image", "text", "fused"):
         raise ValueError(f"unknown mode {opts.mode!r}: use image, text or fused")
@@ -139,20 +148,15 @@ def ours_output(index: EvalCollection, queries: EvalCollection, opts: MethodOpti
     if opts.mode in ("image", "fused"):
         vq, vi = encoder.encode_rois(queries.rois), encoder.encode_rois(index.rois)
     if opts.mode in ("text", "fused"):
-        tq, ti = encoder.encode_texts(texts_q), encoder.encode_texts(texts_i)
-        config, lexical_index = _hybrid(index, encoder, ti, texts_i, opts)
-        if config is not None and config.uses_lexical:
+        tq, bq = _text_vectors(encoder, texts_q)
+        ti, bi = _text_vectors(encoder, texts_i)
+        config, lexical_index = _hybrid(index, encoder, ti, bi, texts_i, opts)
+        if config is not None:  # the product's score: (1 - w) cos_image + w * hybrid text
             image = None if vq is None else np.asarray(vq, np.float32) @ np.asarray(vi, np.float32).T
-            text = np.asarray(tq, np.float32) @ np.asarray(ti, np.float32).T
+            text = blend_backbone(tq @ ti.T, bq @ bi.T, config.backbone_weight)
+            lexical = lexical_index(texts_q) if config.uses_lexical else None
             w = 1.0 if opts.mode == "text" else opts.text_weight
-            scores = fuse_scores(image, text, lexical_index(texts_q), w, config)
-            return MethodOutput(scores.astype(np.float32))
-        if config is not None and opts.mode == "fused":  # weight 0 chosen: the product's (1 - w) cos + w cos
-            w = opts.text_weight
-            vq = np.concatenate([np.sqrt(1 - w) * np.asarray(vq), np.sqrt(w) * np.asarray(tq)], axis=1)
-            vi = np.concatenate([np.sqrt(1 - w) * np.asarray(vi), np.sqrt(w) * np.asarray(ti)], axis=1)
-            vq, vi = np.asarray(vq, np.float32), np.asarray(vi, np.float32)
-            return MethodOutput(vq @ vi.T, vq, vi)
+            return MethodOutput(fuse_scores(image, text, lexical, w, config).astype(np.float32))
         if opts.mode == "text":
             vq, vi = tq, ti
         else:

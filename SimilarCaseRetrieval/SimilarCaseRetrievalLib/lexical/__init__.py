@@ -3,7 +3,7 @@ terms it is searched with, and the fusion of its scores with the embedding score
 
 from __future__ import annotations
 
-from .fusion import HybridConfig, fuse_scores, normalised_fusion, rrf_fusion
+from .fusion import HybridConfig, blend_backbone, fuse_scores, normalised_fusion, rrf_fusion
 from .query import query_terms
 
-__all__ = ["HybridConfig", "fuse_scores", "normalised_fusion", "query_terms", "rrf_fusion"]
+__all__ = ["HybridConfig", "blend_backbone", "fuse_scores", "normalised_fusion", "query_terms", "rrf_fusion"]

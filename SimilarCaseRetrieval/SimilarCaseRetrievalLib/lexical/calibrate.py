@@ -5,7 +5,10 @@ look like: on IU chest X-ray reports (report against report) BM25 beats the embe
 ovarian archive (clinical notes against notes + report) the embeddings win and BM25 only adds noise. So the
 weight `l` of `HybridConfig` is chosen per archive (and model) on a sample of its cases: each sampled case
 queries the others with its notes (its report when it has no notes), relevant = same diagnosis (or, without
-diagnoses, a shared term), and the `l` of `LAMBDAS` with the best mAP@10 is kept (ties: the smaller).
+diagnoses, a shared term), and the `l` of `LAMBDAS` with the best mAP@10 is kept (ties: the smaller) -- jointly
+with the share `b` of the sentence model's own cosine in the dense text similarity (`BACKBONE_WEIGHTS`), so
+that a projection trained on other language never ranks below the backbone it sits on where the backbone
+ranks better (b = 1 is the backbone alone).
 `similar-cases index` stores it in the case store (`lexical_state`) per model version; the evaluation chooses
 it on the index side of each split, never on the queries.
 """
@@ -17,9 +20,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from .fusion import HybridConfig, fuse_scores
+from .fusion import HybridConfig, blend_backbone, fuse_scores
 
 LAMBDAS = tuple(round(0.1 * i, 1) for i in range(9))  # 0.0 ... 0.8
+BACKBONE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 MAX_QUERIES = 400
 MIN_CASES = 100  # fewer labelled cases with text: keep the default weight
 
@@ -66,32 +70,37 @@ def choose_weight(
     exclude: np.ndarray | None = None,
     base: HybridConfig | None = None,
     k: int = 10,
-) -> tuple[HybridConfig, dict[float, float]]:
-    """The `base` config with the lexical weight of `LAMBDAS` that gives the best mAP@k for these (Q, N) dense
-    similarities, BM25 scores and relevance, leaving out the `exclude` cells (each query's own case), and the
-    mAP@k of every weight tried."""
+    backbone: np.ndarray | None = None,
+) -> tuple[HybridConfig, dict[str, float]]:
+    """The `base` config with the lexical weight of `LAMBDAS` (and, when the (Q, N) `backbone` cosines are
+    given, the backbone weight of `BACKBONE_WEIGHTS`) that gives the best mAP@k for these (Q, N) projected
+    text similarities, BM25 scores and relevance, leaving out the `exclude` cells (each query's own case); and
+    the mAP@k of every pair tried, keyed "backbone/lexical". Ties keep the smaller weights."""
     base = base or HybridConfig()
-    dense = np.asarray(dense, dtype=np.float64).copy()
     lexical = np.asarray(lexical, dtype=np.float64).copy()
     relevant = np.asarray(relevant, dtype=bool).copy()
     if exclude is not None:
-        dense[exclude], lexical[exclude], relevant[exclude] = -np.inf, 0.0, False
-    table: dict[float, float] = {}
-    best, best_map = 0.0, -1.0
-    for lam in LAMBDAS:
-        scores = fuse_scores(None, dense, lexical, 1.0, replace(base, lexical_weight=lam))
-        scores = np.where(np.isfinite(dense), scores, -np.inf)
-        value = map_at_k(scores, relevant, k)
-        table[lam] = value
-        if value > best_map + 1e-9:
-            best, best_map = lam, value
-    return replace(base, lexical_weight=best), table
+        lexical[exclude], relevant[exclude] = 0.0, False
+    table: dict[str, float] = {}
+    best, best_map = (0.0, 0.0), -1.0
+    for beta in BACKBONE_WEIGHTS if backbone is not None else (0.0,):
+        mixed = blend_backbone(dense, backbone, beta)
+        if exclude is not None:
+            mixed[exclude] = -np.inf
+        for lam in LAMBDAS:
+            scores = fuse_scores(None, mixed, lexical, 1.0, replace(base, lexical_weight=lam))
+            value = map_at_k(np.where(np.isfinite(mixed), scores, -np.inf), relevant, k)
+            table[f"{beta}/{lam}"] = value
+            if value > best_map + 1e-9:
+                best, best_map = (beta, lam), value
+    return replace(base, backbone_weight=best[0], lexical_weight=best[1]), table
 
 
 def calibrate_store(store, encoder, *, seed: int = 0) -> dict | None:
-    """Choose the lexical weight for `store` (a CaseStore) and `encoder`'s embeddings, and keep it in the store;
-    returns the stored state (`config`, `map_at_10` per weight, `n_queries`, `n_cases`), or None when the store
-    has no FTS5 or fewer than `MIN_CASES` labelled cases with text."""
+    """Choose the lexical (and backbone) weight for `store` (a CaseStore) and `encoder`'s embeddings, and keep it
+    in the store; returns the stored state (`config`, `map_at_10` per "backbone/lexical" pair, `n_queries`,
+    `n_cases`), or None when the store has no FTS5 or fewer than `MIN_CASES` labelled cases with text."""
+    from ..indexer import BACKBONE_KIND
     from .matrix import bm25_matrix
 
     if not store.lexical_available:
@@ -110,8 +119,20 @@ def calibrate_store(store, encoder, *, seed: int = 0) -> dict | None:
     texts = [cases[q].notes.strip() or cases[q].text for q in picked]
     with_notes = [n for n, q in enumerate(picked) if cases[q].notes.strip()]
     queries = gallery[picked].copy()
+    stored_ids, stored = store.get_embeddings(version, BACKBONE_KIND)  # (cases indexed before: none)
+    pos = {c: n for n, c in enumerate(stored_ids)}
+    g_backbone = q_backbone = None
+    if stored_ids and all(c.case_id in pos for c in cases):
+        g_backbone = np.asarray(stored, dtype=np.float32)[[pos[c.case_id] for c in cases]]
+        q_backbone = g_backbone[picked].copy()
     if with_notes:
-        queries[with_notes] = encoder.encode_texts([texts[n] for n in with_notes])
+        from ..indexer import embed_texts_and_backbone
+
+        projected, raw = embed_texts_and_backbone(encoder, [texts[n] for n in with_notes])
+        queries[with_notes] = projected
+        if q_backbone is not None and raw is not None:
+            q_backbone[with_notes] = raw
+    backbone = None if q_backbone is None else q_backbone @ g_backbone.T
     lexical = bm25_matrix(texts, [c.report for c in cases], [c.notes for c in cases])
     exclude = np.zeros(lexical.shape, dtype=bool)
     exclude[np.arange(len(picked)), picked] = True
@@ -121,10 +142,10 @@ def calibrate_store(store, encoder, *, seed: int = 0) -> dict | None:
         [c.label for c in cases],
         [c.terms for c in cases],
     )
-    config, table = choose_weight(queries @ gallery.T, lexical, rel, exclude)
+    config, table = choose_weight(queries @ gallery.T, lexical, rel, exclude, backbone=backbone)
     state = {
         "config": config.to_dict(),
-        "map_at_10": {str(lam): round(v, 4) for lam, v in table.items()},
+        "map_at_10": {key: round(v, 4) for key, v in table.items()},
         "n_queries": int(len(picked)),
         "n_cases": int(len(cases)),
     }

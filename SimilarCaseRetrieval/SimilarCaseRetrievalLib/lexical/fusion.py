@@ -25,18 +25,23 @@ METHODS = ("normalised", "rrf", "dense")
 class HybridConfig:
     """How lexical (BM25) and embedding scores are combined. `method`: "normalised", "rrf" or "dense"
     (embeddings only); `lexical_weight`: the lexical share `l` of the text score; `rrf_k`: the RRF constant;
-    `candidates`: BM25 candidates fetched per query above the exact-search threshold."""
+    `candidates`: BM25 candidates fetched per query above the exact-search threshold; `backbone_weight`: the
+    share `b` of the sentence model's own cosine in the dense text similarity,
+    `(1 - b) cos(projected) + b cos(backbone)` (where the archive stores backbone embeddings)."""
 
     method: str = "normalised"
     lexical_weight: float = 0.3  # used where the archive's own weight was not chosen (lexical/calibrate.py)
     rrf_k: int = 60
     candidates: int = 200
+    backbone_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown fusion method {self.method!r}: use one of {', '.join(METHODS)}")
         if not 0.0 <= self.lexical_weight <= 1.0:
             raise ValueError(f"lexical weight {self.lexical_weight} is not between 0 and 1")
+        if not 0.0 <= self.backbone_weight <= 1.0:
+            raise ValueError(f"backbone weight {self.backbone_weight} is not between 0 and 1")
 
     @property
     def uses_lexical(self) -> bool:
@@ -44,6 +49,16 @@ class HybridConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def blend_backbone(projected: np.ndarray, backbone: np.ndarray | None, weight: float) -> np.ndarray:
+    """Dense text similarity `(1 - weight) * projected + weight * backbone` (cosines; backbone None or weight 0:
+    the projected cosine alone)."""
+    if backbone is None or weight <= 0.0:
+        return np.asarray(projected, dtype=np.float64)
+    return (1.0 - weight) * np.asarray(projected, dtype=np.float64) + weight * np.asarray(
+        backbone, np.float64
+    )
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:
