@@ -153,14 +153,6 @@ def embed_texts_and_backbone(
     return out, backbone
 
 
-def embed_rois_and_texts(
-    encoder: CaseEncoder, rois: np.ndarray, texts: Sequence[str], *, batch_size: int = 16
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image (N, D), text (N, D) with NaN rows where there is no text, term probabilities (N, T))."""
-    image, probs = embed_images(encoder, rois, batch_size=batch_size)
-    return image, embed_texts(encoder, texts), probs
-
-
 BACKBONE_KIND = "sentence"  # the text's L2-normalised sentence-model embedding (before our projection)
 
 
