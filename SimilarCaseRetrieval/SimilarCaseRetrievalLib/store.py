@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "cases.sqlite"
 SCHEMA_VERSION = 2  # 2: the lexical (FTS5) index of notes and reports
-EMBEDDING_KINDS = ("image", "text", "fused")
+EMBEDDING_KINDS = ("image", "text", "fused", "sentence")  # sentence: the text backbone (indexer.py)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
