@@ -324,8 +324,10 @@ def index_archive(
 
 
 def _calibrate_hybrid(store: CaseStore, encoder: CaseEncoder) -> None:
-    """Choose the archive's lexical weight again when it is new or the archive grew by 10 % since
-    (lexical/calibrate.py); a failure only keeps the previous (or default) weight."""
+    """Choose the archive's hybrid weights (backbone, lexical) again when there are none yet or the archive grew
+    by 10 % since (lexical/calibrate.py); a failure only keeps the previous (or default) weights."""
+    import sqlite3
+
     from .lexical.calibrate import calibrate_store
 
     state = store.hybrid_state(encoder.version)
@@ -333,11 +335,17 @@ def _calibrate_hybrid(store: CaseStore, encoder: CaseEncoder) -> None:
         return
     try:
         chosen = calibrate_store(store, encoder)
-    except (ValueError, RuntimeError, OSError) as exc:
-        log.warning("lexical weight not chosen (%s); keeping the default", exc)
+    except (ValueError, RuntimeError, OSError, sqlite3.Error) as exc:
+        log.warning("hybrid weights not chosen (%s); keeping the previous or default ones", exc)
         return
     if chosen is not None:
-        log.info("lexical weight %s chosen on %d cases", chosen["config"]["lexical_weight"], chosen["n_queries"])
+        config = chosen["config"]
+        log.info(
+            "hybrid text scoring: backbone weight %s, lexical weight %s (chosen on %d cases)",
+            config["backbone_weight"],
+            config["lexical_weight"],
+            chosen["n_queries"],
+        )
 
 
 def _load_text_model(encoder: CaseEncoder) -> float:
