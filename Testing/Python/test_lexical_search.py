@@ -84,3 +84,36 @@ def test_the_engine_blends_in_the_stored_backbone_cosine(indexed):
     for h in hits:
         assert h.text_score == pytest.approx(float(expected[h.case_id]), abs=2e-3)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_indexing_chooses_the_weights_once_and_again_when_the_archive_grows(
+    tmp_path, tiny_archive, monkeypatch
+):
+    store = copy_archive(tiny_archive, tmp_path / "archive")
+    encoder = tiny_model(tmp_path / "model")
+    monkeypatch.setattr(calibrate, "MIN_CASES", 10)
+    later = ["OV0021", "OV0022", "OV0023", "OV0024"]
+    for case_id in later:
+        store.remove(case_id)
+    index_archive(store, encoder, progress=False)
+    assert store.hybrid_state(encoder.version)["n_cases"] == 20
+    store.add(tiny_archive_case(tiny_archive, later[0]))
+    index_archive(store, encoder, progress=False)  # 21 < 1.1 * 20: the weights are kept
+    assert store.hybrid_state(encoder.version)["n_cases"] == 20
+    for case_id in later[1:]:
+        store.add(tiny_archive_case(tiny_archive, case_id))
+    index_archive(store, encoder, progress=False)  # 24 >= 22: chosen again
+    assert store.hybrid_state(encoder.version)["n_cases"] == 24
+
+
+def tiny_archive_case(archive, case_id: str):
+    from SimilarCaseRetrievalLib.store import CaseStore
+
+    source = CaseStore(archive)
+    try:
+        case = source.get(case_id)
+    finally:
+        source.close()
+    case.sequences = {n: str(archive / p) for n, p in case.sequences.items()}
+    case.mask = str(archive / case.mask) if case.mask else None
+    return case
