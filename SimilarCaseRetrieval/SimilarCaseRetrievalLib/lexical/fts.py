@@ -118,10 +118,58 @@ def remove(conn: sqlite3.Connection, case_id: str) -> None:
         conn.execute(f"DELETE FROM {DOCS_TABLE} WHERE docid = ?", (row[0],))
 
 
+def _stems(conn: sqlite3.Connection, words: list[str]) -> dict[str, str]:
+    """word -> its token under the index's tokenizer (porter stem, folded), through a temporary FTS5 table."""
+    conn.execute(
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.lexical_probe USING {FTS_MODULE}(w, tokenize = '{TOKENIZER}')"
+    )
+    conn.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.lexical_probe_terms USING fts5vocab(temp, lexical_probe, instance)"
+    )
+    conn.execute("DELETE FROM temp.lexical_probe")
+    conn.executemany("INSERT INTO temp.lexical_probe (rowid, w) VALUES (?, ?)", list(enumerate(words)))
+    out = {}
+    for term, doc in conn.execute("SELECT term, doc FROM temp.lexical_probe_terms"):
+        out.setdefault(words[int(doc)], str(term))
+    return out
+
+
+def prune_terms(conn: sqlite3.Connection, terms: list[str], max_postings: int | None = None) -> list[str]:
+    """The query terms worth searching: without those in half of the indexed texts or more (FTS5's BM25 gives
+    them an idf of 1e-6: they cannot change the ranking, only cost time), and, with `max_postings`, the rarest
+    ones first as long as their texts add up to at most that many (the rarest is always kept)."""
+    stems = _stems(conn, terms)
+    conn.execute(
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.lexical_vocab USING fts5vocab(main, {TEXT_TABLE}, row)"
+    )
+    df = {}
+    for stem in set(stems.values()):  # one equality lookup each (fts5vocab seeks on term =, not on IN)
+        row = conn.execute("SELECT doc FROM temp.lexical_vocab WHERE term = ?", (stem,)).fetchone()
+        df[stem] = int(row[0]) if row else 0
+    n_docs = conn.execute(f"SELECT COUNT(*) FROM {DOCS_TABLE}").fetchone()[0]
+    kept = [t for t in terms if 0 < df.get(stems.get(t, ""), 0) < n_docs / 2]
+    if max_postings is None:
+        return kept
+    chosen, total = [], 0
+    for t in sorted(kept, key=lambda t: df[stems[t]]):
+        total += df[stems[t]]
+        if chosen and total > max_postings:
+            break
+        chosen.append(t)
+    return [t for t in kept if t in chosen]
+
+
+MAX_POSTINGS = 5_000  # texts a query may score when only the best `limit` are wanted (large archives)
+
+
 def search(conn: sqlite3.Connection, text: str, limit: int | None = None) -> list[tuple[str, float]]:
     """(case id, BM25 score) of the cases whose notes or report contain a query term of `text`, best first
-    (scores > 0, higher is better: FTS5's bm25() negated); at most `limit` (None: all)."""
+    (scores > 0, higher is better: FTS5's bm25() negated); at most `limit` (None: all). Terms in half of the
+    texts or more are left out (see `prune_terms`); with a `limit`, the rarest terms up to `MAX_POSTINGS`
+    texts are searched, which keeps a query over 100k reports in milliseconds."""
     terms = query_terms(text)
+    if terms:
+        terms = prune_terms(conn, terms, None if limit is None else MAX_POSTINGS)
     if not terms:
         return []
     sql = (
