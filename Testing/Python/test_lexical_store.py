@@ -124,10 +124,28 @@ def test_a_word_in_only_one_report_ranks_it_first(tmp_path):
     common = "heart size normal lungs clear no effusion"
     store.add_many([_case(f"C{i}", f"{common} {'stable' if i % 2 else ''}") for i in range(30)])
     store.add(_case("RARE", f"{common} with a small left apical pneumothorax"))
-    ranked = store.lexical_search("pneumothorax effusion")
-    assert ranked[0][0] == "RARE"
+    ranked = store.lexical_search("pneumothorax stable")
+    assert ranked[0][0] == "RARE" and len(ranked) == 16  # RARE, then the 15 'stable' reports
     assert ranked[0][1] > ranked[1][1] > 0
-    assert len(store.lexical_search("pneumothorax effusion", limit=5)) == 5
+    assert len(store.lexical_search("pneumothorax stable", limit=5)) == 5
+
+
+def test_terms_in_half_the_texts_are_left_out_and_the_rarest_come_first(tmp_path):
+    store = CaseStore(tmp_path)
+    store.add_many([_case(f"C{i}", f"effusion {'stable' if i % 3 == 0 else ''}") for i in range(30)])
+    store.add(_case("RARE", "effusion pneumothorax"))
+    with sqlite3.connect(store.db_path) as conn:
+        # 'effusion' is in every text (FTS5's idf: 1e-6) and a rarer term is there; 'absentword' is in none
+        terms = ["effusion", "stable", "pneumothorax", "absentword"]
+        assert fts.prune_terms(conn, terms) == ["stable", "pneumothorax"]
+        assert fts.prune_terms(conn, ["effusion", "absentword"]) == ["effusion"]  # common only: kept
+        # a budget of 5 texts: the rarest term (1 text) fits, 'stable' (10 texts) would exceed it
+        assert fts.prune_terms(conn, ["stable", "pneumothorax"], max_postings=5) == ["pneumothorax"]
+        # the rarest term is kept even when it alone exceeds the budget; common terms only: nothing
+        assert fts.prune_terms(conn, ["stable"], max_postings=5) == ["stable"]
+        assert fts.prune_terms(conn, ["effusion"], max_postings=5) == []
+    assert len(store.lexical_search("effusion")) == 31 and store.lexical_search("effusion", limit=3) == []
+    assert [c for c, _ in store.lexical_search("effusion pneumothorax")] == ["RARE"]
 
 
 def test_matched_words_per_column(tmp_path):

@@ -135,27 +135,30 @@ def _stems(conn: sqlite3.Connection, words: list[str]) -> dict[str, str]:
 
 
 def prune_terms(conn: sqlite3.Connection, terms: list[str], max_postings: int | None = None) -> list[str]:
-    """The query terms worth searching: without those in half of the indexed texts or more (FTS5's BM25 gives
-    them an idf of 1e-6: they cannot change the ranking, only cost time), and, with `max_postings`, the rarest
-    ones first as long as their texts add up to at most that many (the rarest is always kept)."""
+    """The query terms worth searching. Terms in no text are dropped; terms in half of the texts or more are
+    dropped when a rarer term remains (FTS5's BM25 gives them an idf of 1e-6: beside a rarer term they cannot
+    change the order, only cost time); with `max_postings` (large archives, best-N search) only the rarest terms
+    are kept, as long as their texts add up to at most that many (the rarest is always kept), and a query of
+    common terms only is not searched at all."""
     stems = _stems(conn, terms)
     conn.execute(
         f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.lexical_vocab USING fts5vocab(main, {TEXT_TABLE}, row)"
     )
-    df = {}
+    df: dict[str, int] = {}
     for stem in set(stems.values()):  # one equality lookup each (fts5vocab seeks on term =, not on IN)
         row = conn.execute("SELECT doc FROM temp.lexical_vocab WHERE term = ?", (stem,)).fetchone()
         df[stem] = int(row[0]) if row else 0
     n_docs = conn.execute(f"SELECT COUNT(*) FROM {DOCS_TABLE}").fetchone()[0]
-    kept = [t for t in terms if 0 < df.get(stems.get(t, ""), 0) < n_docs / 2]
+    present = [t for t in terms if df.get(stems.get(t, ""), 0) > 0]
+    kept = [t for t in present if df[stems[t]] < n_docs / 2]
     if max_postings is None:
-        return kept
-    chosen, total = [], 0
+        return kept or present
+    chosen, total = set(), 0
     for t in sorted(kept, key=lambda t: df[stems[t]]):
         total += df[stems[t]]
         if chosen and total > max_postings:
             break
-        chosen.append(t)
+        chosen.add(t)
     return [t for t in kept if t in chosen]
 
 
@@ -164,9 +167,9 @@ MAX_POSTINGS = 5_000  # texts a query may score when only the best `limit` are w
 
 def search(conn: sqlite3.Connection, text: str, limit: int | None = None) -> list[tuple[str, float]]:
     """(case id, BM25 score) of the cases whose notes or report contain a query term of `text`, best first
-    (scores > 0, higher is better: FTS5's bm25() negated); at most `limit` (None: all). Terms in half of the
-    texts or more are left out (see `prune_terms`); with a `limit`, the rarest terms up to `MAX_POSTINGS`
-    texts are searched, which keeps a query over 100k reports in milliseconds."""
+    (scores > 0, higher is better: FTS5's bm25() negated); at most `limit` (None: all). Query terms go through
+    `prune_terms` (with a `limit`: the rarest up to `MAX_POSTINGS` texts, which keeps a query over 100k reports
+    in milliseconds)."""
     terms = query_terms(text)
     if terms:
         terms = prune_terms(conn, terms, None if limit is None else MAX_POSTINGS)

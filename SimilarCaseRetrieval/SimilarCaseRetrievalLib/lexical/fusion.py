@@ -53,9 +53,9 @@ class HybridConfig:
 
 def blend_backbone(projected: np.ndarray, backbone: np.ndarray | None, weight: float) -> np.ndarray:
     """Dense text similarity `(1 - weight) * projected + weight * backbone` (cosines; backbone None or weight 0:
-    the projected cosine alone)."""
+    the projected cosine alone). Always a new array."""
     if backbone is None or weight <= 0.0:
-        return np.asarray(projected, dtype=np.float64)
+        return np.array(projected, dtype=np.float64)
     return (1.0 - weight) * np.asarray(projected, dtype=np.float64) + weight * np.asarray(
         backbone, np.float64
     )
