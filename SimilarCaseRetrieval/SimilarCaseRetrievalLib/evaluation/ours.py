@@ -1,9 +1,11 @@
 """Our dual encoder under evaluation: image-only, text-only or fused embeddings of a `CaseEncoder`,
 either loaded (`--model`) or trained on the index cases of each split with `training.train_model`.
 
-Text and fused modes score like the product's search: the embedding similarities fused with BM25 from the
-same FTS5 index and query terms (`lexical.bm25_matrix`) by the same `lexical.fuse_scores` (exact search: every
-index case is a candidate), with `MethodOptions.hybrid` (the product's default unless changed)."""
+Text and fused modes score like the product's search: the projected text cosine blended with the sentence
+model's own cosine (`lexical.blend_backbone`) and fused with BM25 from the same FTS5 index and query terms
+(`lexical.bm25_matrix`) by the same `lexical.fuse_scores` (exact search: every index case is a candidate). The
+weights are `MethodOptions.hybrid`, or (None) chosen on the index side of each split with the product's
+`lexical.calibrate.choose_weight`; `HybridConfig(method="dense")` gives the embeddings-only scores."""
 
 from __future__ import annotations
 
