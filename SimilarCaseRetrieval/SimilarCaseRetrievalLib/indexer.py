@@ -318,8 +318,7 @@ def index_archive(
     report.removed = max(0, before - len(index) + len(report.embedded)) if before >= 0 else 0
     report.indexed = len(index)
     report.seconds = time.perf_counter() - started
-    if report.embedded:
-        _calibrate_hybrid(store, encoder)
+    _calibrate_hybrid(store, encoder)  # (returns at once when the weights are there and still fit)
     return report
 
 
