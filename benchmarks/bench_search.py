@@ -15,9 +15,12 @@
 5. `verify` (needs no model): the cost of checking the three graph files before hnswlib reads them (SHA-256 +
    layout, graph_files.py) at `--n` random cases of size `--dim`, against hnswlib's load without the check.
    `python benchmarks/bench_search.py --sections verify --n 100000 --ef-construction 40`
+6. `hybrid`: at the padded size (the padded cases carry the real cases' notes and reports, so the store's FTS5
+   index holds `--n` texts), the search part of fused (image + notes) and text-only queries with the hybrid
+   scoring (BM25 + embeddings) next to the embeddings alone, same queries, same run: p50 and the ratio.
 
     python benchmarks/bench_search.py [--model Resources/Model] [--cases 60] [--n 100000] [--queries 30]
-        [--sections index,recall,scale,qps] [--no-faiss] [--baseline-model DIR]
+        [--sections index,recall,scale,qps,hybrid] [--no-faiss] [--baseline-model DIR]
 
 Each section builds only what it needs: `index` and `recall` need no padding; `scale` (engine open, latency,
 memory) and `qps` pad the store to `--n` cases (the engine builds its three graphs once); `--no-faiss` skips
@@ -247,6 +250,37 @@ def verify_section(n: int, dim: int, work: Path, threads: int, ef_construction: 
     verify_cost(work / "verify", n, dim, config.m)
 
 
+def hybrid_latency(engine, queries, encoder, percentile) -> None:
+    """Search part p50 of fused and text-only queries: hybrid (BM25 + embeddings) vs embeddings alone."""
+    from SimilarCaseRetrievalLib.lexical import HybridConfig
+    from SimilarCaseRetrievalLib.study import read_mask, read_study
+
+    vectors = []
+    for paths, mask_path, notes in queries:
+        study = read_study(paths)
+        roi = encoder.roi_for(study, read_mask(mask_path, study.reference_image))
+        vectors.append((encoder.encode_rois(roi[None])[0], encoder.encode_texts([notes])[0], notes))
+    configs = {"embeddings only": HybridConfig(method="dense"), "hybrid": HybridConfig(lexical_weight=0.5)}
+    print(f"hybrid scoring at {len(engine.index)} cases (FTS5 rows: {len(engine.store)}), search part only:")
+    p50 = {}
+    for name, config in configs.items():
+        engine._hybrid = config
+        for mode in ("fused", "text"):
+            times = []
+            for image, text, notes in vectors:
+                t = time.perf_counter()
+                engine.search_vectors(image if mode == "fused" else None, text, k=10, text_weight=0.3, text=notes)
+                times.append(time.perf_counter() - t)
+            p50[(name, mode)] = percentile(times, 50) * 1000
+            print(
+                f"  {name:<16} {mode:<5} p50 {p50[(name, mode)]:.1f} ms, p95 {percentile(times, 95) * 1000:.1f} ms"
+            )
+    for mode in ("fused", "text"):
+        ratio = p50[("hybrid", mode)] / max(p50[("embeddings only", mode)], 1e-9)
+        print(f"  hybrid / embeddings only ({mode}): {ratio:.1f}x")
+    engine._hybrid = None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -260,8 +294,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--sections",
-        default="index,recall,scale,qps",
-        help="comma-separated: index, recall, scale, qps, verify (graph-file check cost; needs no model)",
+        default="index,recall,scale,qps,hybrid",
+        help="comma-separated: index, recall, scale, qps, hybrid, verify (graph-file check cost; needs no model)",
     )
     parser.add_argument("--dim", type=int, default=256, help="verify section: embedding size D (256)")
     parser.add_argument("--no-faiss", action="store_true", help="skip the faiss HNSW comparison in qps")
@@ -322,7 +356,7 @@ def main() -> None:
             baseline.encode_texts(["warm up"])
         index_throughput(archive, encoder, work, args.threads, baseline)
     index_archive(store, encoder, progress=False, threads=1, readers=args.threads)  # (no-op when done)
-    if not sections & {"recall", "scale", "qps"}:
+    if not sections & {"recall", "scale", "qps", "hybrid"}:
         print(f"load average at end: {os.getloadavg()[0]:.1f}")
         return
 
@@ -352,7 +386,7 @@ def main() -> None:
             f"{recall_at(found, truth):.3f}"
         )
 
-    if not sections & {"scale", "qps"}:
+    if not sections & {"scale", "qps", "hybrid"}:
         print(f"load average at end: {os.getloadavg()[0]:.1f}")
         return
 
@@ -365,7 +399,17 @@ def main() -> None:
     pad_img, pad_txt = (like_real(real, n_pad, rng) for real in (real_img, real_txt))
     pad_ids = [f"PAD{i:06d}" for i in range(n_pad)]
     t = time.perf_counter()
-    store.add_many(Case(case_id=i, sequences={"T2": "pad/none.nii.gz"}, label="pad") for i in pad_ids)
+    real_cases = [store.get(i) for i in ids]  # padded cases repeat their notes and reports (FTS5 holds n texts)
+    store.add_many(
+        Case(
+            case_id=i,
+            sequences={"T2": "pad/none.nii.gz"},
+            label="pad",
+            notes=real_cases[n % len(real_cases)].notes,
+            report=real_cases[n % len(real_cases)].report,
+        )
+        for n, i in enumerate(pad_ids)
+    )
     with store.transaction():
         store.set_embeddings(version, "image", pad_ids, pad_img)
         store.set_embeddings(version, "text", pad_ids, pad_txt)
@@ -407,6 +451,9 @@ def main() -> None:
             f"p50 {percentile(latencies, 50) * 1000:.0f} ms, p95 {percentile(latencies, 95) * 1000:.0f} ms; "
             f"search part p50 {percentile(search_only, 50) * 1000:.1f} ms"
         )
+
+    if "hybrid" in sections:
+        hybrid_latency(engine, queries, encoder, percentile)
 
     # 4. QPS: hnswlib vs faiss HNSW vs exact numpy on the same fused vectors -------------------------
     if "qps" not in sections:

@@ -16,6 +16,8 @@ Vectors (all unit length, cosine similarity):
 The case store holds the embeddings (the truth); the index files are a cache: on open, an index that does
 not match the store (model version, ids, count, file size) is updated or rebuilt from the stored embeddings.
 Below `exact_threshold` live cases, queries use exact numpy search; above, hnswlib (then exact rescoring).
+Hybrid text search: BM25 scores of the query's words (from the case store's FTS5 index) join the candidates
+and the score through `lexical.fuse_scores` (docs/search.md).
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CaseInputError
+from .lexical import HybridConfig, blend_backbone, fuse_scores
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +64,15 @@ class IndexConfig:
 
 @dataclass
 class ScoredCase:
-    """One scored case: fused score and the two similarities it combines."""
+    """One scored case: final score and the similarities it combines (`lexical_score`: BM25, 0 = no word
+    of the query text in the case's notes or report)."""
 
     case_id: str
     score: float
     image_score: float
     text_score: float
     has_text: bool
+    lexical_score: float = 0.0
 
 
 def fuse(image: np.ndarray, text: np.ndarray | None) -> np.ndarray:
@@ -138,6 +143,8 @@ class ArchiveIndex:
         self.rows: dict[str, int] = {}  # case id -> label
         self.fused = np.zeros((0, 2 * dim), dtype=np.float32)
         self.graphs: dict = {}
+        # sentence-model (backbone) text embeddings per label, float16; zero rows: none stored (no text)
+        self.backbone: np.ndarray | None = None
         self.status = "new"  # after open(): "loaded", "updated" (cases added/removed) or "rebuilt"
 
     # ----------------------------------------------------------------- basic views
@@ -180,9 +187,21 @@ class ArchiveIndex:
         graph.set_ef(self.config.ef_search)
         return graph
 
+    def set_backbone(self, case_ids: Sequence[str], vectors: np.ndarray) -> None:
+        """The backbone text embeddings of the given cases (others, and cases added later without one: none)."""
+        vectors = np.nan_to_num(np.asarray(vectors, dtype=np.float32))
+        pos = {c: n for n, c in enumerate(case_ids)}
+        pairs = [(r, pos[c]) for r, c in enumerate(self.labels) if c is not None and c in pos]
+        self.backbone = np.zeros((len(self.labels), vectors.shape[1]), dtype=np.float16)
+        if pairs:
+            rows, src = zip(*pairs, strict=True)
+            self.backbone[list(rows)] = vectors[list(src)]
+
     def rebuild(self) -> None:
         """Compact the rows (drop deleted labels) and rebuild every graph from the vectors."""
         live = [r for r, i in enumerate(self.labels) if i is not None]
+        if self.backbone is not None:
+            self.backbone = np.ascontiguousarray(self.backbone[live])
         self.fused = np.ascontiguousarray(self.fused[live])
         self.labels = [self.labels[r] for r in live]
         self.rows = {i: r for r, i in enumerate(self.labels)}
@@ -194,8 +213,8 @@ class ArchiveIndex:
                 graph.add_items(self._kind_vectors(kind, slice(None)), np.arange(n))
             self.graphs[kind] = graph
 
-    def add(self, case_ids: Sequence[str], fused: np.ndarray) -> None:
-        """Add (or replace) cases with their fused vectors (n, 2D)."""
+    def add(self, case_ids: Sequence[str], fused: np.ndarray, backbone: np.ndarray | None = None) -> None:
+        """Add (or replace) cases with their fused vectors (n, 2D) and, where known, backbone text embeddings."""
         fused = np.atleast_2d(np.asarray(fused, dtype=np.float32))
         if fused.shape != (len(case_ids), 2 * self.dim):
             raise ValueError(
@@ -205,6 +224,13 @@ class ArchiveIndex:
         start = len(self.labels)
         labels = np.arange(start, start + len(case_ids))
         self.fused = np.concatenate([self.fused, fused], axis=0)
+        if backbone is not None and self.backbone is None:
+            self.backbone = np.zeros((start, np.asarray(backbone).shape[1]), dtype=np.float16)
+        if self.backbone is not None:
+            rows = np.zeros((len(case_ids), self.backbone.shape[1]), dtype=np.float16)
+            if backbone is not None:
+                rows[:] = np.nan_to_num(np.asarray(backbone, dtype=np.float32))
+            self.backbone = np.concatenate([self.backbone, rows], axis=0)
         self.labels.extend(case_ids)
         self.rows.update({i: int(r) for i, r in zip(case_ids, labels, strict=True)})
         if not self.graphs:
@@ -467,9 +493,16 @@ class ArchiveIndex:
         text_weight: float = 0.3,
         k: int = 10,
         allowed: set[str] | None = None,
+        lexical: Mapping[str, float] | None = None,
+        hybrid: HybridConfig | None = None,
+        backbone: np.ndarray | None = None,
     ) -> list[ScoredCase]:
         """Top-k cases by `(1 - w) cos(img_q, img_c) + w cos(txt_q, txt_c)`, restricted to `allowed` if given.
-        Image-only queries rank by image similarity, text-only ones by text similarity."""
+        Image-only queries rank by image similarity, text-only ones by text similarity. With `lexical` (case id
+        -> BM25 of the query text) and a `hybrid` config that uses it, those cases join the candidates and the
+        text part of the score is the hybrid one (`lexical.fuse_scores`). With the query's `backbone` text
+        embedding and `hybrid.backbone_weight` > 0, the dense text similarity blends in the backbone cosine of the
+        cases that have one (`lexical.blend_backbone`)."""
         kind, q, w = self.query_vector(image, text, text_weight)
         pool = len(self.rows) if allowed is None else len(allowed)
         k = min(int(k), pool)
@@ -479,9 +512,20 @@ class ArchiveIndex:
             rows = np.array(sorted(self.rows[i] for i in allowed if i in self.rows), dtype=np.int64)
         else:
             rows = None
-        if len(self.rows) < self.config.exact_threshold or (
+        lex_rows: dict[int, float] = {}
+        if lexical and hybrid is not None and hybrid.uses_lexical and w > 0:
+            lex_rows = {self.rows[c]: float(v) for c, v in lexical.items() if c in self.rows and v > 0}
+            if allowed is not None:
+                lex_rows = {r: v for r, v in lex_rows.items() if self.labels[r] in allowed}
+        beta = 0.0
+        if backbone is not None and text is not None and self.backbone is not None and hybrid is not None:
+            beta = hybrid.backbone_weight if w > 0 else 0.0
+        exact = len(self.rows) < self.config.exact_threshold or (
             rows is not None and len(rows) < self.config.exact_threshold
-        ):
+        )
+        if exact and (lex_rows or beta > 0):  # every case is a candidate: the fusion sees the whole ranking
+            cand = rows if rows is not None else np.array([r for r, i in enumerate(self.labels) if i is not None], np.int64)
+        elif exact:
             cand = self._exact(kind, q, rows, k)
         else:
             n = max(k * self.config.overfetch, 100)
@@ -492,25 +536,52 @@ class ArchiveIndex:
                 if len(cand) >= k or n >= len(self.rows):
                     break
                 n *= 4
-        return self._rescore(cand, image, text, w)[:k]
+            if lex_rows:
+                cand = np.union1d(cand, np.fromiter(lex_rows, dtype=np.int64, count=len(lex_rows)))
+        return self._rescore(cand, image, text, w, k, lex_rows, hybrid, backbone if beta > 0 else None)
 
-    def _rescore(self, rows: np.ndarray, image, text, w: float) -> list[ScoredCase]:
-        """Exact scores for candidate rows, best first."""
+    def _rescore(
+        self,
+        rows: np.ndarray,
+        image,
+        text,
+        w: float,
+        k: int,
+        lex_rows: Mapping[int, float] | None = None,
+        hybrid: HybridConfig | None = None,
+        backbone: np.ndarray | None = None,
+    ) -> list[ScoredCase]:
+        """Exact scores for candidate rows, the best k first."""
+        rows = np.asarray(rows, dtype=np.int64)
         f_img, f_txt = split_fused(self.fused[rows], self.dim)
-        no_text = _same(f_img, f_txt)
         img_s = f_img @ _normalise(image) if image is not None else np.zeros(len(rows), np.float32)
         txt_s = f_txt @ _normalise(text) if text is not None else np.zeros(len(rows), np.float32)
-        score = (1.0 - w) * img_s + w * txt_s
-        order = np.argsort(-score, kind="stable")
+        if backbone is not None and hybrid is not None and self.backbone is not None:
+            b = self.backbone[rows].astype(np.float32)
+            stored = np.any(b != 0, axis=1)  # cases without a backbone embedding keep the projected cosine
+            blended = blend_backbone(txt_s, b @ _normalise(backbone), hybrid.backbone_weight)
+            txt_s = np.where(stored, blended, txt_s)
+        lex_s = np.zeros(len(rows), np.float64)
+        if lex_rows:
+            lex_s = np.array([lex_rows.get(int(r), 0.0) for r in rows], dtype=np.float64)
+            score = fuse_scores(
+                img_s if image is not None else None, txt_s if text is not None else None, lex_s, w, hybrid
+            )
+        else:
+            score = (1.0 - w) * img_s + w * txt_s
+        top = np.argpartition(-score, k - 1)[:k] if k < len(score) else np.arange(len(score))
+        order = top[np.argsort(-score[top], kind="stable")]
+        no_text = _same(f_img[order], f_txt[order])
         return [
             ScoredCase(
                 case_id=self.labels[rows[o]],  # type: ignore[arg-type]
                 score=float(score[o]),
                 image_score=float(img_s[o]),
                 text_score=float(txt_s[o]),
-                has_text=not bool(no_text[o]),
+                has_text=not bool(no_text[n]),
+                lexical_score=float(lex_s[o]),
             )
-            for o in order
+            for n, o in enumerate(order)
         ]
 
     def memory_bytes(self) -> int:

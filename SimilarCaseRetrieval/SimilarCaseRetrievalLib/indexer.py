@@ -112,7 +112,19 @@ def embed_texts(
 ) -> np.ndarray:
     """(N, D) text embeddings with NaN rows where there is no text; raw sentence embeddings come from `cache`
     where present (the sentence model is frozen) and are added to it."""
+    return embed_texts_and_backbone(encoder, texts, cache=cache)[0]
+
+
+def embed_texts_and_backbone(
+    encoder: CaseEncoder,
+    texts: Sequence[str],
+    *,
+    cache: SentenceCache | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, D) text embeddings and the (N, text_dim) L2-normalised sentence (backbone) embeddings they were
+    projected from, NaN rows where there is no text (backbone None for an encoder without the split API)."""
     out = np.full((len(texts), encoder.config.embed_dim), np.nan, dtype=np.float32)
+    backbone = None
     with_text = [i for i, t in enumerate(texts) if t and t.strip()]
     if with_text:
         chosen = [texts[i] for i in with_text]
@@ -133,24 +145,29 @@ def embed_texts(
                 if cache is not None:
                     cache.put([chosen[i] for i in missing], fresh)
             vectors = encoder.project_texts(raw)
+            backbone = np.full((len(texts), raw.shape[1]), np.nan, dtype=np.float32)
+            backbone[with_text] = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
         except (ImportError, AttributeError):  # an encoder without the split API
             vectors = encoder.encode_texts(chosen)
         out[with_text] = vectors
-    return out
+    return out, backbone
 
 
-def embed_rois_and_texts(
-    encoder: CaseEncoder, rois: np.ndarray, texts: Sequence[str], *, batch_size: int = 16
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image (N, D), text (N, D) with NaN rows where there is no text, term probabilities (N, T))."""
-    image, probs = embed_images(encoder, rois, batch_size=batch_size)
-    return image, embed_texts(encoder, texts), probs
+BACKBONE_KIND = "sentence"  # the text's L2-normalised sentence-model embedding (before our projection)
 
 
 def commit_embeddings(
-    store: CaseStore, version: str, terms: Sequence[str], case_ids: list[str], image, text, term_probs
+    store: CaseStore,
+    version: str,
+    terms: Sequence[str],
+    case_ids: list[str],
+    image,
+    text,
+    term_probs,
+    backbone=None,
 ) -> np.ndarray:
-    """Store one chunk (image, text where present, fused, predicted terms) in one transaction; returns fused."""
+    """Store one chunk (image, text where present, fused, predicted terms, and the backbone sentence embedding
+    where given) in one transaction; returns fused."""
     fused = fuse(image, text)
     has_text = np.isfinite(text).all(axis=1)
     text_ids = [i for i, ok in zip(case_ids, has_text, strict=True) if ok]
@@ -164,6 +181,8 @@ def commit_embeddings(
             store.set_embeddings(version, "text", text_ids, text[has_text])
         store.set_predicted_terms(version, predicted)
         store.set_embeddings(version, "fused", case_ids, fused)
+        if backbone is not None and text_ids:
+            store.set_embeddings(version, BACKBONE_KIND, text_ids, np.asarray(backbone)[has_text])
     return fused
 
 
@@ -176,6 +195,7 @@ def commit_current(
     text,
     term_probs,
     revisions: dict[str, int],
+    backbone=None,
 ) -> list[str]:
     """Commit the embeddings of the cases whose revision is still the one read before their files were read
     (`revisions`); the others changed meanwhile (`ingest --replace`, update, removal): their embeddings are
@@ -185,7 +205,14 @@ def commit_current(
         keep = [n for n, i in enumerate(case_ids) if i in revisions and now.get(i) == revisions[i]]
         if keep:
             commit_embeddings(
-                store, version, terms, [case_ids[n] for n in keep], image[keep], text[keep], term_probs[keep]
+                store,
+                version,
+                terms,
+                [case_ids[n] for n in keep],
+                image[keep],
+                text[keep],
+                term_probs[keep],
+                None if backbone is None else np.asarray(backbone)[keep],
             )
     kept = {case_ids[n] for n in keep}
     return [i for i in case_ids if i not in kept]
@@ -306,6 +333,8 @@ def index_archive(
     report.removed = max(0, before - len(index) + len(report.embedded)) if before >= 0 else 0
     report.indexed = len(index)
     report.seconds = time.perf_counter() - started
+    if not store.readonly:
+        _calibrate_hybrid(store, encoder)  # (returns at once when the weights are there and still fit)
     return report
 
 
@@ -367,7 +396,7 @@ def _embed_pass(
             submit_reads(n)
         try:
             for n in range(len(chunks)):
-                text = embed_texts(encoder, [c.text for c in cases[n]], cache=cache)  # while ROIs arrive
+                text, backbone = embed_texts_and_backbone(encoder, [c.text for c in cases[n]], cache=cache)
                 loaded = [f.result() for f in reads[n]]
                 if n + 2 < len(chunks):  # readers at most two chunks ahead (memory)
                     submit_reads(n + 2)
@@ -381,7 +410,15 @@ def _embed_pass(
                     rois = np.stack([loaded[i][0] for i in keep])
                     image, probs = embed_images(encoder, rois, batch_size=batch_size)
                     changed = commit_current(
-                        store, version, terms, ids, image, text[keep], probs, revisions[n]
+                        store,
+                        version,
+                        terms,
+                        ids,
+                        image,
+                        text[keep],
+                        probs,
+                        revisions[n],
+                        None if backbone is None else backbone[keep],
                     )
                     stale.extend(changed)
                     report.embedded.extend(i for i in ids if i not in changed)
@@ -392,6 +429,31 @@ def _embed_pass(
             for f in [f for chunk in reads for f in chunk]:
                 f.cancel()
     return stale
+
+
+def _calibrate_hybrid(store: CaseStore, encoder: CaseEncoder) -> None:
+    """Choose the archive's hybrid weights (backbone, lexical) again when there are none yet or the archive grew
+    by 10 % since (lexical/calibrate.py); a failure only keeps the previous (or default) weights."""
+    import sqlite3
+
+    from .lexical.calibrate import calibrate_store
+
+    state = store.hybrid_state(encoder.version)
+    if state is not None and len(store) < 1.1 * int(state.get("n_cases", 0)):
+        return
+    try:
+        chosen = calibrate_store(store, encoder)
+    except (ValueError, RuntimeError, OSError, sqlite3.Error) as exc:
+        log.warning("hybrid weights not chosen (%s); keeping the previous or default ones", exc)
+        return
+    if chosen is not None:
+        config = chosen["config"]
+        log.info(
+            "hybrid text scoring: backbone weight %s, lexical weight %s (chosen on %d cases)",
+            config["backbone_weight"],
+            config["lexical_weight"],
+            chosen["n_queries"],
+        )
 
 
 def _load_text_model(encoder: CaseEncoder) -> float:
@@ -475,9 +537,13 @@ def open_index(
     directory = index_dir(store)
     save = not store.readonly
     try:
-        return ArchiveIndex.open(directory, version, list(ids), fused, config, rebuild=rebuild, save=save)
+        index = ArchiveIndex.open(directory, version, list(ids), fused, config, rebuild=rebuild, save=save)
     except StorageError as exc:
         if must_save:
             raise
         log.warning("index not saved (%s); searching with the index built in memory", exc)
-        return ArchiveIndex.open(directory, version, list(ids), fused, config, rebuild=rebuild, save=False)
+        index = ArchiveIndex.open(directory, version, list(ids), fused, config, rebuild=rebuild, save=False)
+    backbone_ids, backbone = store.get_embeddings(version, BACKBONE_KIND)
+    if backbone_ids:
+        index.set_backbone(backbone_ids, backbone)
+    return index

@@ -1,11 +1,13 @@
 """The case store: an SQLite file `cases.sqlite` inside the archive folder.
 
 Tables: `schema_version`, `cases` (no column for patient names; `patient_id` is pseudonymous),
-`embeddings` (case_id, model_version, kind) -> float32 blob + dimension, `predicted_terms`, `feedback`.
-Each case row carries a `revision`: a fresh random token on every insert, replace and update, so that an
-embedding computed from an older version of the case is refused at commit (`current_revisions`).
-Every write runs in one transaction; `add_many` is all-or-nothing; removing a case removes its embeddings and
-predicted terms. Paths inside the archive folder are stored relative to it.
+`embeddings` (case_id, model_version, kind) -> float32 blob + dimension, `predicted_terms`, `feedback`, and
+(schema 3, where SQLite has FTS5) the lexical index of the notes and reports (`lexical/fts.py`), written in the
+same transactions as the cases.
+Each case row carries a `revision` (schema 2): a fresh random token on every insert, replace and update, so that
+an embedding computed from an older version of the case is refused at commit (`current_revisions`).
+Every write runs in one transaction; `add_many` is all-or-nothing; removing a case removes its embeddings,
+predicted terms and lexical entry. Paths inside the archive folder are stored relative to it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import CaseInputError, StorageError, storage_error
+from .lexical import fts
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
@@ -34,8 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DB_NAME = "cases.sqlite"
-SCHEMA_VERSION = 2  # 2: cases.revision (_migrate_add_revision)
-EMBEDDING_KINDS = ("image", "text", "fused")
+SCHEMA_VERSION = 3  # 2: cases.revision (_migrate_add_revision); 3: the lexical (FTS5) index
+EMBEDDING_KINDS = ("image", "text", "fused", "sentence")  # sentence: the text backbone (indexer.py)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -155,6 +158,8 @@ class CaseStore:
             if self.readonly:
                 self._conn = _connect_readonly(self.db_path)
                 self._check_schema_version()
+                self._lexical_tables = fts.has_tables(self._conn)
+                self._lexical = self._lexical_tables and fts.available()
             else:
                 self._conn = sqlite3.connect(str(self.db_path), isolation_level=None, check_same_thread=False)
                 self._conn.execute("PRAGMA foreign_keys = ON")
@@ -196,6 +201,9 @@ class CaseStore:
                     "upgrade SimilarCaseRetrieval",
                 )
             _migrate_add_revision(conn)
+            self._lexical = _migrate_add_fts(conn)
+            self._lexical_tables = fts.has_tables(conn)
+            conn.execute("UPDATE schema_version SET version = ? WHERE version < ?", (SCHEMA_VERSION, SCHEMA_VERSION))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -317,6 +325,56 @@ class CaseStore:
             f"INSERT INTO cases ({', '.join(_CASE_COLUMNS)}, added_at, revision) VALUES ({placeholders})",
             (*row, _now(), _new_revision()),
         )
+        self._lexical_add(conn, case)
+
+    # ---- lexical index (FTS5; lexical/fts.py) ---------------------------------------------------------------
+    def _lexical_add(self, conn: sqlite3.Connection, case: Case) -> None:
+        if self._lexical:
+            fts.add(conn, case.case_id, case.notes or "", case.report or "")
+        elif self._lexical_tables:  # made with FTS5, written without it: the next process with FTS5 rebuilds
+            fts.mark_stale(conn)
+
+    def _lexical_remove(self, conn: sqlite3.Connection, case_id: str) -> None:
+        if self._lexical:
+            fts.remove(conn, case_id)
+        elif self._lexical_tables:
+            fts.mark_stale(conn)
+
+    @property
+    def lexical_available(self) -> bool:
+        """Whether word (BM25) search over notes and reports works here (SQLite with FTS5)."""
+        return self._lexical
+
+    def lexical_search(self, text: str, limit: int | None = None) -> list[tuple[str, float]]:
+        """(case id, BM25 score > 0) of the cases whose notes or report share a word with `text`, best first
+        (at most `limit`); [] without FTS5 or without searchable words."""
+        if not self._lexical:
+            return []
+        with self._lock:
+            return fts.search(self._conn, text, limit)
+
+    def hybrid_state(self, model_version: str) -> dict | None:
+        """The hybrid scoring config chosen for this archive and model (`lexical/calibrate.py`), or None."""
+        if not self._lexical:
+            return None
+        with self._lock:
+            value = fts.get_state(self._conn, f"hybrid/{model_version}")
+        try:
+            return json.loads(value) if value else None
+        except ValueError:
+            return None
+
+    def set_hybrid_state(self, model_version: str, state: dict) -> None:
+        if self._lexical:
+            with self.transaction() as conn:
+                fts.put_state(conn, f"hybrid/{model_version}", json.dumps(state))
+
+    def matched_words(self, text: str, case_id: str) -> dict[str, list[str]]:
+        """The words of the case's notes and of its report that matched the query `text` (per column)."""
+        if not self._lexical:
+            return {c: [] for c in fts.COLUMNS}
+        with self._lock:
+            return fts.matched_words(self._conn, text, case_id)
 
     @staticmethod
     def _exists(conn: sqlite3.Connection, case_id: str) -> bool:
@@ -349,6 +407,7 @@ class CaseStore:
             conn.execute(
                 f"UPDATE cases SET {assignments} WHERE case_id = ?", (*row[1:], _new_revision(), case.case_id)
             )
+            self._lexical_add(conn, case)
 
     def remove(self, case_id: str) -> None:
         """Remove a case with its embeddings and predicted terms."""
@@ -358,6 +417,7 @@ class CaseStore:
             conn.execute("DELETE FROM embeddings WHERE case_id = ?", (case_id,))
             conn.execute("DELETE FROM predicted_terms WHERE case_id = ?", (case_id,))
             conn.execute("DELETE FROM cases WHERE case_id = ?", (case_id,))
+            self._lexical_remove(conn, case_id)
 
     def get(self, case_id: str) -> Case:
         with self._lock:
@@ -571,6 +631,27 @@ class CaseStore:
         }
 
 
+_NO_FTS_LOGGED = False
+
+
+def _migrate_add_fts(conn: sqlite3.Connection) -> bool:
+    """Schema 2: the lexical (FTS5) index of notes and reports, created and filled from `cases` when missing,
+    rebuilt when marked stale. Idempotent (runs at every open, in the opening transaction). Without FTS5 in
+    this SQLite: nothing is created, a one-time message is logged, and False is returned (text search then
+    uses the embeddings only)."""
+    global _NO_FTS_LOGGED
+    if fts.ensure(conn):
+        return True
+    if not _NO_FTS_LOGGED:
+        _NO_FTS_LOGGED = True
+        log.warning(
+            "this Python's SQLite (%s) has no FTS5: text search ranks by the embeddings only, without word "
+            "matching (BM25); see docs/search.md",
+            sqlite3.sqlite_version,
+        )
+    return False
+
+
 def _case_from_row(row: tuple) -> Case:
     values = dict(zip(_CASE_COLUMNS, row, strict=True))
     return Case(
@@ -619,7 +700,6 @@ def _migrate_add_revision(conn: sqlite3.Connection) -> None:
         conn.executemany(
             "UPDATE cases SET revision = ? WHERE case_id = ?", [(_new_revision(), i) for i in ids]
         )
-    conn.execute("UPDATE schema_version SET version = ? WHERE version < ?", (2, 2))
 
 
 def _new_revision() -> int:

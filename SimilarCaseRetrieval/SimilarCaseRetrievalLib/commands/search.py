@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import pacs_search
+from . import add_hybrid, hybrid_from_args, pacs_search
 
 HELP = "find the most similar cases to a query (image + segment, clinical text, or both)"
 
@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--text", default="", help="clinical notes / report text of the query")
     q.add_argument("--text-weight", type=float, default=None, help="text share w of the fused score (0.3)")
     q.add_argument("-k", type=int, default=None, help="number of hits (10)")
+    add_hybrid(q)
     q.add_argument(
         "--queries", help="manifest CSV of queries (ingest columns); one JSON with hits per query id"
     )
@@ -107,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         args.model,
         config=IndexConfig(exact_threshold=max(0, args.exact_threshold)),
         feedback=RocchioConfig(args.alpha, args.beta, args.gamma),
+        hybrid=hybrid_from_args(args),
     )
     options = {
         "label": args.label,
