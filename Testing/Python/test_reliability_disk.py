@@ -33,7 +33,15 @@ def _cli(argv: list[str], limit: int | None = None) -> subprocess.CompletedProce
     else:
         code = _CLI_UNDER_LIMIT.format(limit=limit, argv=argv)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
+        env=env,
+    )
 
 
 def _error_line(run: subprocess.CompletedProcess) -> str:
@@ -95,7 +103,14 @@ def test_full_disk_during_the_index_save_is_not_reported_done(tmp_path, tiny_arc
     assert first.returncode == 0, first.stderr[-2000:]
     limit = (archive / "index" / "image.hnsw").stat().st_size // 2
     code = _SAVE_UNDER_LIMIT.format(archive=str(archive), model=str(model), limit=limit)
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
+    )
     assert run.returncode == 3 and "DONE" not in run.stdout, run.stdout + run.stderr[-3000:]
     line = run.stdout.strip().splitlines()[-1]
     assert "image.hnsw" in line and "Fix: free space on the disk holding" in line

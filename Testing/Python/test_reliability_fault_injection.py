@@ -54,7 +54,15 @@ def _copy(pristine: Path, dest: Path) -> Path:
 def _cli(args: list[str]) -> subprocess.CompletedProcess:
     code = f"import sys\nfrom SimilarCaseRetrievalLib import cli\nsys.exit(cli.main({args!r}))"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
+        env=env,
+    )
 
 
 def _search(root: Path) -> tuple[subprocess.CompletedProcess, dict | None]:
