@@ -232,7 +232,7 @@ class CaseStore:
                 if depth == 0:
                     if self._conn.in_transaction:  # SQLite may have rolled back already (disk full)
                         self._conn.execute("ROLLBACK")
-                else:
+                elif self._conn.in_transaction:  # else SQLite rolled the whole transaction back (disk full)
                     self._conn.execute(f"ROLLBACK TO sp{depth}")
                     self._conn.execute(f"RELEASE sp{depth}")
                 if depth == 0 and isinstance(exc, sqlite3.OperationalError) and _is_storage_failure(exc):
