@@ -44,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--json", help="write the hits as JSON here")
     o.add_argument("--report", help="write a side-by-side report (montage PNG + index.html) into this folder")
     o.add_argument(
+        "--explain",
+        choices=("gradcam", "occlusion"),
+        help="with --report and an image query: similarity maps over the query and each hit, matched words",
+    )
+    o.add_argument("--draft", action="store_true", help="with --report: add a drafted O-RADS MRI report")
+    o.add_argument(
         "--exact-threshold", type=int, default=5000, help="exact search below this many cases (5000)"
     )
 
@@ -80,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         raise CaseInputError(
             "search", "no query", "give --image and --mask, --text, --load-query or --queries"
         )
+    if (args.explain or args.draft) and not args.report:
+        raise CaseInputError("--explain/--draft", "given without --report", "add --report FOLDER")
     if args.mask and not args.image:
         raise CaseInputError("--mask", "given without --image", "give the query study with --image")
     if args.image and not args.mask:
@@ -137,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         from ..render import write_report
 
+        draft = None
+        if args.draft:
+            from ..explain.draft import draft_from_search
+
+            draft = draft_from_search(engine, result, study, mask)
         page = write_report(
             args.report,
             result,
@@ -144,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
             query_study=study,
             query_mask=mask,
             sequences=engine.encoder.config.sequences,
+            explain=args.explain,
+            encoder=engine.encoder,
+            draft=draft,
         )
         print(f"report: {page}")
     return 0
