@@ -29,7 +29,6 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
-
     from SimilarCaseRetrievalLib.evaluation.datasets.archive import load_archive_collection
     from SimilarCaseRetrievalLib.explain.draft_eval import DraftEvalOptions, evaluate_drafts
     from SimilarCaseRetrievalLib.synthetic import make_archive
@@ -45,7 +44,9 @@ def main() -> None:
     opts = DraftEvalOptions(args.folds, args.k, epochs, args.classifier_epochs, seed=args.seed)
     out = evaluate_drafts(collection, opts)
     s = out["summary"]
-    print(f"{s['queries']} queries, {args.folds}-fold CV by patient, k = {args.k}, grid {grid}, epochs {args.epochs}")
+    print(
+        f"{s['queries']} queries, {args.folds}-fold CV by patient, k = {args.k}, grid {grid}, epochs {args.epochs}"
+    )
     print(f"{'O-RADS MRI score':<44} {'accuracy':>9} {'w. kappa':>9}")
     for key, name in (
         ("orads_draft", "draft (rule table on predicted findings)"),
@@ -53,7 +54,9 @@ def main() -> None:
         ("orads_rules_on_true_findings", "rule table on the true findings"),
     ):
         print(f"{name:<44} {s[key]['accuracy']:>9.3f} {s[key]['weighted_kappa']:>9.3f}")
-    print(f"terms: micro-F1 {s['terms']['micro_f1']:.3f}, macro-F1 {s['terms']['macro_f1']:.3f} (informative terms)")
+    print(
+        f"terms: micro-F1 {s['terms']['micro_f1']:.3f}, macro-F1 {s['terms']['macro_f1']:.3f} (informative terms)"
+    )
     print(f"{'diagnosis':<44} {'accuracy':>9} {'macro-F1':>9}")
     for key, name in (
         ("draft_diagnosis", "implied by the draft"),

@@ -23,7 +23,6 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
-
     from SimilarCaseRetrievalLib.explain.lidc_terms import evaluate_lidc_terms, load_lidc_ratings
 
     torch.set_num_threads(2)
@@ -38,7 +37,9 @@ def main() -> None:
         f"{out['annotations']} annotations, {out['patients']} patients, {out['nodules']} nodules; "
         f"test: {out['test']} annotations of {out['test_patients']} patients, {out['reader_pairs_test']} reader pairs"
     )
-    print(f"{'rating':<42} {'pos':>5} {'AUC ours':>9} {'AUC LR':>7} {'k ours':>7} {'k LR':>6} {'k readers':>10} {'kw readers':>11}")
+    print(
+        f"{'rating':<42} {'pos':>5} {'AUC ours':>9} {'AUC LR':>7} {'k ours':>7} {'k LR':>6} {'k readers':>10} {'kw readers':>11}"
+    )
     for r in out["rows"]:
         print(
             f"{r['term']:<42} {r['test_positives']:>5} {r['ours_auc']:>9.3f} {r['baseline_auc']:>7.3f} "

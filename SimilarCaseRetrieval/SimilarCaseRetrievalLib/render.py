@@ -124,7 +124,9 @@ def _draw_panel(
     )
     if overlay is not None and overlay.shape == image.shape and overlay.max() > MAP_FLOOR:
         shown = np.ma.masked_less(overlay, MAP_FLOOR)
-        ax.imshow(shown, cmap=MAP_CMAP, vmin=0, vmax=1, alpha=MAP_ALPHA, aspect=aspect, interpolation="bilinear")
+        ax.imshow(
+            shown, cmap=MAP_CMAP, vmin=0, vmax=1, alpha=MAP_ALPHA, aspect=aspect, interpolation="bilinear"
+        )
     if mask is not None and mask.any() and min(mask.shape) > 1:
         ax.contour(mask.astype(float), levels=[0.5], colors=CONTOUR_COLOUR, linewidths=1.0)
 

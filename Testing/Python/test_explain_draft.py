@@ -64,9 +64,27 @@ def test_rules_reproduce_the_synthetic_truth_except_solid_masses_without_implant
 
 def _neighbours():
     return [
-        Neighbour("A1", 0.9, "endometrioma", ["fluid:endometriotic", "t2_shading:present"], "Left ovary. Endometriotic fluid content with T2 shading. No ascites."),
-        Neighbour("A2", 0.8, "endometrioma", ["fluid:endometriotic", "t2_shading:present"], "Contenu endométriosique. Effet « shading » en T2."),
-        Neighbour("A3", 0.7, "cystadenoma", ["fluid:simple", "t2_shading:absent"], "Simple fluid content. No T2 shading."),
+        Neighbour(
+            "A1",
+            0.9,
+            "endometrioma",
+            ["fluid:endometriotic", "t2_shading:present"],
+            "Left ovary. Endometriotic fluid content with T2 shading. No ascites.",
+        ),
+        Neighbour(
+            "A2",
+            0.8,
+            "endometrioma",
+            ["fluid:endometriotic", "t2_shading:present"],
+            "Contenu endométriosique. Effet « shading » en T2.",
+        ),
+        Neighbour(
+            "A3",
+            0.7,
+            "cystadenoma",
+            ["fluid:simple", "t2_shading:absent"],
+            "Simple fluid content. No T2 shading.",
+        ),
     ]
 
 
@@ -90,7 +108,11 @@ def test_draft_from_term_probabilities_and_neighbours():
     md = d.to_markdown()
     assert md.startswith("> **DRAFT") and "(case A1)" in md and "O-RADS MRI 2" in md
     js = d.to_dict()
-    assert js["draft"] is True and js["orads"]["score"] == 2 and js["term_head_orads"] == {"orads:2": 0.6, "orads:3": 0.1, "orads:4": 0.1, "orads:5": 0.1}
+    assert (
+        js["draft"] is True
+        and js["orads"]["score"] == 2
+        and js["term_head_orads"] == {"orads:2": 0.6, "orads:3": 0.1, "orads:4": 0.1, "orads:5": 0.1}
+    )
     assert "DRAFT" in d.to_text() and "**" not in d.to_text()
 
 
@@ -119,7 +141,16 @@ def test_draft_command_writes_markdown_and_json(indexed, tmp_path, capsys):
     from SimilarCaseRetrievalLib.cli import main
 
     archive, model = indexed
-    args = ["draft", "--archive", str(archive), "--model", str(model), *_image_args(archive, "OV0003"), "-k", "4"]
+    args = [
+        "draft",
+        "--archive",
+        str(archive),
+        "--model",
+        str(model),
+        *_image_args(archive, "OV0003"),
+        "-k",
+        "4",
+    ]
     assert main([*args, "--out", str(tmp_path / "d.md"), "--json", str(tmp_path / "d.json")]) == 0
     assert "DRAFT" in capsys.readouterr().out
     data = json.loads((tmp_path / "d.json").read_text())
@@ -135,7 +166,16 @@ def test_search_report_with_maps_and_draft(indexed, tmp_path):
     from SimilarCaseRetrievalLib.cli import main
 
     archive, model = indexed
-    base = ["search", "--archive", str(archive), "--model", str(model), *_image_args(archive, "OV0003"), "-k", "2"]
+    base = [
+        "search",
+        "--archive",
+        str(archive),
+        "--model",
+        str(model),
+        *_image_args(archive, "OV0003"),
+        "-k",
+        "2",
+    ]
     assert main([*base, "--report", str(tmp_path / "plain")]) == 0
     assert main([*base, "--report", str(tmp_path / "rep"), "--explain", "occlusion", "--draft"]) == 0
     html = (tmp_path / "rep" / "index.html").read_text()

@@ -30,7 +30,9 @@ def make_db(path, n_patients: int = 6, seed: int = 0):
     con.execute("CREATE TABLE scans (id INTEGER, patient_id TEXT, pixel_spacing REAL, slice_thickness REAL)")
     cols = ", ".join(f'"{r}" INTEGER' for r in RATINGS)
     con.execute(f"CREATE TABLE annotations (id INTEGER, scan_id INTEGER, _nodule_id TEXT, {cols})")
-    con.execute("CREATE TABLE contours (annotation_id INTEGER, inclusion INTEGER, image_z_position REAL, coords TEXT)")
+    con.execute(
+        "CREATE TABLE contours (annotation_id INTEGER, inclusion INTEGER, image_z_position REAL, coords TEXT)"
+    )
     con.execute("CREATE TABLE zvals (scan_id INTEGER, val REAL)")
     ann = 0
     for p in range(n_patients):
@@ -40,7 +42,9 @@ def make_db(path, n_patients: int = 6, seed: int = 0):
             for _reader in range(2 + nodule % 2 + p % 2):
                 ann += 1
                 half = (14 if big else 5) + rng.uniform(-1, 1)
-                ratings = [int(np.clip(round(v), 1, 5)) for v in rng.normal(4 if big else 2, 0.6, len(RATINGS))]
+                ratings = [
+                    int(np.clip(round(v), 1, 5)) for v in rng.normal(4 if big else 2, 0.6, len(RATINGS))
+                ]
                 ratings[1] = 1  # internalStructure: soft tissue
                 ratings[2] = 6 if big else 3  # calcification: absent / present
                 con.execute(
@@ -71,7 +75,9 @@ def test_loads_every_annotation_and_groups_readers_into_nodules(db):
 
 
 def test_cluster_nodules_links_close_centroids_within_a_scan_only():
-    labels = cluster_nodules([1, 1, 1, 2], np.array([[0, 0, 0], [5, 0, 0], [40, 0, 0], [5, 0, 0]], float), 10.0)
+    labels = cluster_nodules(
+        [1, 1, 1, 2], np.array([[0, 0, 0], [5, 0, 0], [40, 0, 0], [5, 0, 0]], float), 10.0
+    )
     assert labels[0] == labels[1] != labels[2] and labels[3] != labels[1]
 
 

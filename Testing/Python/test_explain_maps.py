@@ -82,6 +82,7 @@ def test_mask_channel_maps_back_onto_the_mask_in_volume_space(archive, flip_x):
     _, encoder, _, studies, masks, _ = archive
     study, mask = studies[0], masks[0]
     if flip_x:  # an image whose first axis points right-to-left: extract_roi flips the ROI
+
         def flipped(img):
             out = sitk.Image(img)
             d = list(img.GetDirection())

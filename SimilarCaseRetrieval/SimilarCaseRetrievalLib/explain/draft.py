@@ -106,13 +106,15 @@ class Draft:
     def to_markdown(self) -> str:
         lines = [f"> **{DRAFT_BANNER}**", ""]
         if self.query_id:
-            lines.append(f"Query: {self.query_id}" + (f" (model {self.model_version})" if self.model_version else ""))
+            lines.append(
+                f"Query: {self.query_id}" + (f" (model {self.model_version})" if self.model_version else "")
+            )
             lines.append("")
         lines.append(f"## Findings (O-RADS MRI lexicon; probability from the {self.source})")
         for f in self.findings:
             lines.append(f"- {f.phrase.capitalize()} [{f.term}] - p = {f.probability:.2f}")
             for s in f.support:
-                lines.append(f"  - \"{s.sentence}\" (case {s.case_id})")
+                lines.append(f'  - "{s.sentence}" (case {s.case_id})')
         lines += ["", "## Impression"]
         score = self.orads.score
         if score is None:
@@ -127,7 +129,9 @@ class Draft:
             lines.append(f"- Term head's own O-RADS estimate: {top} (p = {self.head_orads[top]:.2f}).")
         lines.append(f"- {self.neighbour_summary()}.")
         if self.diagnosis:
-            lines.append(f"- Diagnosis suggested by the similar cases that share these findings: {self.diagnosis}.")
+            lines.append(
+                f"- Diagnosis suggested by the similar cases that share these findings: {self.diagnosis}."
+            )
         lines += ["", "## Similar cases"]
         lines += [f"- {n.case_id}: {n.label or '-'} (score {n.score:.3f})" for n in self.neighbours]
         return "\n".join(lines) + "\n"
@@ -180,6 +184,7 @@ def supporting_sentences(term: str, neighbours: Sequence[Neighbour], limit: int 
 def implied_diagnosis(findings: Mapping[str, str], neighbours: Sequence[Neighbour]) -> str | None:
     """Similarity-weighted vote of the neighbours whose recorded terms agree with the draft on the decisive
     categories (all neighbours when none agrees)."""
+
     def agrees(n: Neighbour) -> bool:
         rec = {t.split(":", 1)[0]: t.split(":", 1)[1] for t in n.terms if ":" in t}
         return all(rec.get(c) == v for c, v in findings.items() if c in DECISIVE and c in rec)
@@ -216,7 +221,9 @@ def build_draft(
         if not options:
             continue
         p, name = max(options)
-        findings.append(Finding(cat, name, lexicon.phrase(name), float(p), supporting_sentences(name, neighbours)))
+        findings.append(
+            Finding(cat, name, lexicon.phrase(name), float(p), supporting_sentences(name, neighbours))
+        )
     values = {f.category: f.term.split(":", 1)[1] for f in findings}
     head = {t: float(p) for t, p in probs.items() if t.startswith("orads:")} if source == "term head" else {}
     return Draft(

@@ -53,17 +53,27 @@ def evaluate_drafts(collection, opts: DraftEvalOptions | None = None) -> dict:
     for fold in grouped_folds(collection.groups, opts.folds, opts.seed):
         rest = np.setdiff1d(np.arange(len(collection)), fold)
         index, queries = collection.subset(rest), collection.subset(fold)
-        encoder = encoder_for(index, MethodOptions(mode="fused", epochs=opts.epochs, seed=opts.seed, progress=False))
+        encoder = encoder_for(
+            index, MethodOptions(mode="fused", epochs=opts.epochs, seed=opts.seed, progress=False)
+        )
         pred = encoder.predict_rois(queries.rois)
-        qv = fuse_embeddings(pred.embeddings, encoder.encode_texts(list(queries.query_texts)), opts.text_weight)
-        iv = fuse_embeddings(encoder.encode_rois(index.rois), encoder.encode_texts(list(index.texts)), opts.text_weight)
+        qv = fuse_embeddings(
+            pred.embeddings, encoder.encode_texts(list(queries.query_texts)), opts.text_weight
+        )
+        iv = fuse_embeddings(
+            encoder.encode_rois(index.rois), encoder.encode_texts(list(index.texts)), opts.text_weight
+        )
         scores = qv @ iv.T
-        clf = train_classifier(index.rois, index.labels, epochs=opts.classifier_epochs, seed=opts.seed, progress=False)
+        clf = train_classifier(
+            index.rois, index.labels, epochs=opts.classifier_epochs, seed=opts.seed, progress=False
+        )
         clf_pred = np.asarray(clf.classes)[clf.predict(queries.rois)[1].argmax(axis=1)]
         for i in range(len(queries)):
             top = np.argsort(-scores[i])[: opts.k]
             neighbours = [
-                Neighbour(index.ids[j], float(scores[i, j]), index.labels[j], sorted(index.terms[j]), index.texts[j])
+                Neighbour(
+                    index.ids[j], float(scores[i, j]), index.labels[j], sorted(index.terms[j]), index.texts[j]
+                )
                 for j in top
             ]
             probs = dict(zip(encoder.terms, pred.term_probs[i].tolist(), strict=True))
@@ -117,9 +127,7 @@ def _term_f1(rows: list[dict]) -> dict:
             fn[t] += 1
     total_tp, total_fp, total_fn = sum(tp.values()), sum(fp.values()), sum(fn.values())
     micro = 2 * total_tp / max(1, 2 * total_tp + total_fp + total_fn)
-    per_term = {
-        t: 2 * tp[t] / (2 * tp[t] + fp[t] + fn[t]) for t in informative if (tp[t] + fn[t]) > 0
-    }
+    per_term = {t: 2 * tp[t] / (2 * tp[t] + fp[t] + fn[t]) for t in informative if (tp[t] + fn[t]) > 0}
     return {
         "micro_f1": float(micro),
         "macro_f1": float(np.mean(list(per_term.values()))) if per_term else float("nan"),

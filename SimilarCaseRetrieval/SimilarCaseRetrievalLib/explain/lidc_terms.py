@@ -62,7 +62,16 @@ class LidcRatings:
 
     def binary(self) -> np.ndarray:
         """(N, 9) 0/1 targets at the conventional splits."""
-        return np.stack([SPLITS[r][1](self.ratings[:, i]) for i, r in enumerate(RATINGS)], axis=1).astype(np.float32)
+        return np.stack([SPLITS[r][1](self.ratings[:, i]) for i, r in enumerate(RATINGS)], axis=1).astype(
+            np.float32
+        )
+
+
+def _root(parent: dict[int, int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
 
 
 def cluster_nodules(scan_ids: list[int], centroids: np.ndarray, tol_mm: float = 10.0) -> list[str]:
@@ -73,24 +82,22 @@ def cluster_nodules(scan_ids: list[int], centroids: np.ndarray, tol_mm: float = 
         by_scan[s].append(i)
     for scan, members in by_scan.items():
         parent = {i: i for i in members}
-
-        def root(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
         for a_pos, a in enumerate(members):
             for b in members[a_pos + 1 :]:
                 if np.linalg.norm(centroids[a] - centroids[b]) <= tol_mm:
-                    parent[root(a)] = root(b)
+                    parent[_root(parent, a)] = _root(parent, b)
         for i in members:
-            labels[i] = f"{scan}-{root(i)}"
+            labels[i] = f"{scan}-{_root(parent, i)}"
     return labels
 
 
 def load_lidc_ratings(
-    path, grid: int = 32, resolution: float = 1.5, max_patients: int | None = None, seed: int = 0, tol_mm: float = 10.0
+    path,
+    grid: int = 32,
+    resolution: float = 1.5,
+    max_patients: int | None = None,
+    seed: int = 0,
+    tol_mm: float = 10.0,
 ) -> LidcRatings:
     """Every LIDC annotation with all nine ratings in range, rasterised (shape only)."""
     p = Path(path)
@@ -113,7 +120,9 @@ def load_lidc_ratings(
         zvals[scan_id].append(val)
     wanted = {r[0] for r in rows}
     contours: dict[int, list] = defaultdict(list)
-    for ann, incl, z, coords in con.execute("SELECT annotation_id, inclusion, image_z_position, coords FROM contours"):
+    for ann, incl, z, coords in con.execute(
+        "SELECT annotation_id, inclusion, image_z_position, coords FROM contours"
+    ):
         if ann in wanted:
             contours[ann].append((float(z), bool(incl), _parse_coords(coords)))
     con.close()
@@ -169,7 +178,9 @@ def pooled_kappa(a: np.ndarray, b: np.ndarray, weights: str | None = None) -> fl
 def inter_reader(data: LidcRatings, subset: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """Per rating: pairwise kappa among readers of the same nodule (binarised; quadratic-weighted 1-5)."""
     keep = np.ones(len(data.ids), bool) if subset is None else np.isin(np.arange(len(data.ids)), subset)
-    pairs = np.array([(a, b) for a, b in reader_pairs(data.nodules) if keep[a] and keep[b]], int).reshape(-1, 2)
+    pairs = np.array([(a, b) for a, b in reader_pairs(data.nodules) if keep[a] and keep[b]], int).reshape(
+        -1, 2
+    )
     binary = data.binary()
     out = {}
     for i, r in enumerate(RATINGS):
@@ -200,7 +211,15 @@ def _model_config(n_terms: int, grid: int):
     )
 
 
-def train_term_heads(rois: np.ndarray, targets: np.ndarray, *, epochs: int = 8, batch: int = 64, lr: float = 2e-3, seed: int = 0):
+def train_term_heads(
+    rois: np.ndarray,
+    targets: np.ndarray,
+    *,
+    epochs: int = 8,
+    batch: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+):
     """A `CaseEncoder` whose trunk and term heads are trained on (rois, binary targets) with BCE."""
     import torch
     from torch.nn import functional as F
@@ -225,7 +244,9 @@ def train_term_heads(rois: np.ndarray, targets: np.ndarray, *, epochs: int = 8, 
             for dim in (2, 3, 4):
                 if torch.rand(1, generator=gen).item() < 0.5:
                     xb = xb.flip(dim)
-            loss = F.binary_cross_entropy_with_logits(net(xb)["term_logits"], y_all[idx], pos_weight=pos_weight)
+            loss = F.binary_cross_entropy_with_logits(
+                net(xb)["term_logits"], y_all[idx], pos_weight=pos_weight
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -280,7 +301,9 @@ def score_terms(probs: np.ndarray, y: np.ndarray, thresholds: np.ndarray) -> lis
     return out
 
 
-def evaluate_lidc_terms(data: LidcRatings, *, test_fraction: float = 0.25, epochs: int = 8, seed: int = 0) -> dict:
+def evaluate_lidc_terms(
+    data: LidcRatings, *, test_fraction: float = 0.25, epochs: int = 8, seed: int = 0
+) -> dict:
     """Hold-out by patient: term heads vs handcrafted + logistic regression vs inter-reader agreement."""
     from ..evaluation.splits import train_test_split_grouped
 

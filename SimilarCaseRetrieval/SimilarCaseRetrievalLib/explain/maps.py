@@ -93,7 +93,9 @@ def gradcam_pair(encoder: CaseEncoder, query_roi: np.ndarray, hit_roi: np.ndarra
     return PairMaps(_normalise(cam[0]), _normalise(cam[1]), "gradcam", float(score.detach()))
 
 
-def _boxes(shape: tuple[int, ...], patch: tuple[int, ...], stride: tuple[int, ...]) -> list[tuple[slice, ...]]:
+def _boxes(
+    shape: tuple[int, ...], patch: tuple[int, ...], stride: tuple[int, ...]
+) -> list[tuple[slice, ...]]:
     starts = []
     for n, p, s in zip(shape, patch, stride, strict=True):
         last = max(n - p, 0)
@@ -144,7 +146,9 @@ def occlusion_pair(
     return PairMaps(maps[0], maps[1], "occlusion", score)
 
 
-def pair_maps(encoder: CaseEncoder, query_roi: np.ndarray, hit_roi: np.ndarray, method: str = "gradcam") -> PairMaps:
+def pair_maps(
+    encoder: CaseEncoder, query_roi: np.ndarray, hit_roi: np.ndarray, method: str = "gradcam"
+) -> PairMaps:
     """Maps of one pair by ``method`` (``gradcam`` or ``occlusion``)."""
     from ..errors import CaseInputError
 

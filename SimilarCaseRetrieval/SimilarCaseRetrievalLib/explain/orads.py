@@ -33,7 +33,9 @@ CURVES = ("low", "intermediate", "high")
 
 def has_solid_tissue(f: Findings) -> bool:
     """Solid tissue in the O-RADS MRI sense (solid component, papillary projection or irregular wall)."""
-    return f.get("solid") == "present" or f.get("papillary") == "present" or f.get("wall") == "thick_irregular"
+    return (
+        f.get("solid") == "present" or f.get("papillary") == "present" or f.get("wall") == "thick_irregular"
+    )
 
 
 def _dark_solid(f: Findings) -> bool:
@@ -85,7 +87,11 @@ RULES: tuple[Rule, ...] = (
         lambda f, c: has_solid_tissue(f) and not _dark_solid(f) and c == "low",
     ),
     Rule(2, "solid tissue homogeneously dark on T2 (and DWI)", lambda f, c: _dark_solid(f)),
-    Rule(2, "lesion with lipid content, no enhancing solid tissue", lambda f, c: _lipid(f) and not has_solid_tissue(f)),
+    Rule(
+        2,
+        "lesion with lipid content, no enhancing solid tissue",
+        lambda f, c: _lipid(f) and not has_solid_tissue(f),
+    ),
     Rule(
         3,
         "multilocular cyst, any fluid but lipid, smooth septations and wall, no enhancing solid tissue",
@@ -99,8 +105,10 @@ RULES: tuple[Rule, ...] = (
     Rule(
         2,
         "unilocular cyst with endometriotic fluid (T2 shading), smooth wall, no solid tissue",
-        lambda f, c: (f.get("fluid") == "endometriotic" or f.get("t2_shading") == "present")
-        and not has_solid_tissue(f),
+        lambda f, c: (
+            (f.get("fluid") == "endometriotic" or f.get("t2_shading") == "present")
+            and not has_solid_tissue(f)
+        ),
     ),
     Rule(
         3,

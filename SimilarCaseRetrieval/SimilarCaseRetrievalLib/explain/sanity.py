@@ -44,7 +44,11 @@ def image_layers(encoder: CaseEncoder) -> list[tuple[str, list[nn.Module]]]:
     trunk = getattr(net, "trunk", None)
     if trunk is not None:
         for i, stage in reversed(list(enumerate(trunk.children()))):
-            mods = [m for m in stage.modules() if hasattr(m, "reset_parameters") and any(True for _ in m.parameters(recurse=False))]
+            mods = [
+                m
+                for m in stage.modules()
+                if hasattr(m, "reset_parameters") and any(True for _ in m.parameters(recurse=False))
+            ]
             if mods:
                 layers.append((f"trunk.{i}", mods))
     return layers
@@ -71,7 +75,10 @@ def randomised(encoder: CaseEncoder, n_layers: int | None = None, seed: int = 1)
 
 
 def cascading_correlations(
-    encoder: CaseEncoder, pairs: Sequence[tuple[np.ndarray, np.ndarray]], method: str = "gradcam", seed: int = 1
+    encoder: CaseEncoder,
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    method: str = "gradcam",
+    seed: int = 1,
 ) -> list[tuple[str, float]]:
     """Mean rank correlation (query and hit maps, over ``pairs``) of the trained maps with the maps after
     re-initialising the top 1, 2, ... layers; the last row is the fully randomised model."""
@@ -80,7 +87,12 @@ def cascading_correlations(
     out = []
     for n in range(1, len(layers) + 1):
         rnd = randomised(encoder, n, seed)
-        out.append((f"up to {layers[n - 1][0]}", mean_map_correlation(base, [pair_maps(rnd, q, h, method) for q, h in pairs])))
+        out.append(
+            (
+                f"up to {layers[n - 1][0]}",
+                mean_map_correlation(base, [pair_maps(rnd, q, h, method) for q, h in pairs]),
+            )
+        )
     return out
 
 
