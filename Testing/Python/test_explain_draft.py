@@ -184,3 +184,42 @@ def test_search_report_with_maps_and_draft(indexed, tmp_path):
     explained = mpimg.imread(str(tmp_path / "rep" / "hit_01.png"))
     assert explained.shape[1] > plain.shape[1]  # one more panel: the query's map
     assert main([*base, "--explain", "gradcam"]) == 2  # needs --report
+
+
+def test_draft_evaluation_summary_scores_perfect_and_wrong_rows():
+    from SimilarCaseRetrievalLib.explain.draft_eval import summarise
+
+    truth = [f"{c}:{v}" for c, v in BASE.items()] + ["orads:2"]
+    solid = [t if not t.startswith("solid:") else "solid:present" for t in truth]
+    rows = [
+        dict(
+            label="simple_cyst",
+            truth_orads=2,
+            draft_orads=2,
+            head_orads=2,
+            rules_on_truth=2,
+            truth_terms=truth,
+            draft_terms=truth[:-1],
+            draft_diagnosis="simple_cyst",
+            knn_diagnosis="simple_cyst",
+            classifier_diagnosis="fibroma",
+        ),
+        dict(
+            label="malignant",
+            truth_orads=5,
+            draft_orads=4,
+            head_orads=5,
+            rules_on_truth=4,
+            truth_terms=solid,
+            draft_terms=truth[:-1],
+            draft_diagnosis="malignant",
+            knn_diagnosis="simple_cyst",
+            classifier_diagnosis="malignant",
+        ),
+    ]
+    s = summarise(rows)
+    assert s["orads_draft"]["accuracy"] == 0.5 and s["orads_term_head"]["accuracy"] == 1.0
+    assert s["terms"]["per_term"]["solid:present"] == 0.0  # missed once, never predicted
+    assert 0 < s["terms"]["micro_f1"] < 1
+    assert s["diagnosis"]["draft_diagnosis"]["accuracy"] == 1.0
+    assert s["diagnosis"]["knn_diagnosis"]["accuracy"] == 0.5
