@@ -6,8 +6,9 @@ and diagnoses of the index cases only) and the classifier baseline (`evaluation.
 held-out query (its ROI and its notes, never its report), the draft is built from the term head's
 probabilities and the k nearest index cases (fused image + text score). Measured against the truth:
 - O-RADS MRI score of the draft (rule table on the predicted findings): accuracy and quadratic-weighted
-  kappa; for reference the term head's own ``orads:*`` argmax and the rule table on the TRUE findings (how
-  far the published rules are from the generator's scoring);
+  kappa; for reference the term head's own ``orads:*`` argmax, the rules on findings voted by the k
+  neighbours instead of the term head (the text-only draft), and the rules on the TRUE findings (how far the
+  published rules are from the generator's scoring);
 - term-level F1 of the predicted findings (micro over the informative terms, and macro over those terms);
 - the diagnosis implied by the draft vs plain k-NN voting (majority of the k neighbours) vs the classifier.
 """
@@ -78,6 +79,7 @@ def evaluate_drafts(collection, opts: DraftEvalOptions | None = None) -> dict:
             ]
             probs = dict(zip(encoder.terms, pred.term_probs[i].tolist(), strict=True))
             draft = build_draft(probs, neighbours)
+            voted = build_draft(None, neighbours)  # findings voted by the neighbours instead of the term head
             truth_terms = sorted(queries.terms[i])
             head = {t: p for t, p in probs.items() if t.startswith("orads:")}
             rows.append(
@@ -90,6 +92,8 @@ def evaluate_drafts(collection, opts: DraftEvalOptions | None = None) -> dict:
                     "rules_on_truth": orads_score(findings_from_terms(truth_terms)).score,
                     "truth_terms": truth_terms,
                     "draft_terms": sorted(f.term for f in draft.findings),
+                    "voted_orads": voted.orads.score,
+                    "voted_terms": sorted(f.term for f in voted.findings),
                     "draft_diagnosis": draft.diagnosis,
                     "knn_diagnosis": _knn_vote([n.label for n in neighbours]),
                     "classifier_diagnosis": str(clf_pred[i]),
@@ -111,14 +115,14 @@ def _orads_metrics(truth: list, pred: list) -> dict:
     }
 
 
-def _term_f1(rows: list[dict]) -> dict:
+def _term_f1(rows: list[dict], key: str = "draft_terms") -> dict:
     informative = [t for t in lexicon.informative_terms() if not t.startswith("orads:")]
     tp = Counter()
     fp = Counter()
     fn = Counter()
     for r in rows:
         truth = set(r["truth_terms"]) & set(informative)
-        pred = set(r["draft_terms"]) & set(informative)
+        pred = set(r[key]) & set(informative)
         for t in truth & pred:
             tp[t] += 1
         for t in pred - truth:
@@ -151,7 +155,9 @@ def summarise(rows: list[dict]) -> dict:
         "queries": len(rows),
         "orads_draft": _orads_metrics(truth, [r["draft_orads"] for r in rows]),
         "orads_term_head": _orads_metrics(truth, [r["head_orads"] for r in rows]),
+        "orads_voted_findings": _orads_metrics(truth, [r.get("voted_orads") for r in rows]),
         "orads_rules_on_true_findings": _orads_metrics(truth, [r["rules_on_truth"] for r in rows]),
         "terms": _term_f1(rows),
+        "terms_voted": _term_f1(rows, "voted_terms") if all("voted_terms" in r for r in rows) else None,
         "diagnosis": diag,
     }
