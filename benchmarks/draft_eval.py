@@ -2,6 +2,7 @@
 
     nice -n 10 python benchmarks/draft_eval.py WORK/draft-archive [--cases 180] [--size tiny] [--grid 32,32,8]
         [--folds 3] [--epochs 12] [--json out.json]
+    python benchmarks/draft_eval.py WORK/draft-archive --json out.json --print-json   # the table again
 
 Makes the synthetic archive in the folder when it has no cases.sqlite yet. See docs/explain.md.
 """
@@ -12,6 +13,31 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+
+def print_table(s: dict, k: int) -> None:
+    """The summary of `evaluate_drafts` as a table."""
+    print(f"{s['queries']} queries, k = {k}")
+    print(f"{'O-RADS MRI score':<44} {'accuracy':>9} {'w. kappa':>9}")
+    for key, name in (
+        ("orads_draft", "draft (rule table on predicted findings)"),
+        ("orads_term_head", "term head's own orads:* argmax"),
+        ("orads_voted_findings", "rule table on neighbour-voted findings"),
+        ("orads_rules_on_true_findings", "rule table on the true findings"),
+    ):
+        print(f"{name:<44} {s[key]['accuracy']:>9.3f} {s[key]['weighted_kappa']:>9.3f}")
+    for key, name in (("terms", "term head"), ("terms_voted", "neighbour vote")):
+        t = s[key]
+        print(
+            f"terms ({name}): micro-F1 {t['micro_f1']:.3f}, macro-F1 {t['macro_f1']:.3f} (informative terms)"
+        )
+    print(f"{'diagnosis':<44} {'accuracy':>9} {'macro-F1':>9}")
+    for key, name in (
+        ("draft_diagnosis", "implied by the draft"),
+        ("knn_diagnosis", f"k-NN vote (k = {k})"),
+        ("classifier_diagnosis", "classifier baseline"),
+    ):
+        print(f"{name:<44} {s['diagnosis'][key]['accuracy']:>9.3f} {s['diagnosis'][key]['macro_f1']:>9.3f}")
 
 
 def main() -> None:
@@ -26,7 +52,11 @@ def main() -> None:
     p.add_argument("--classifier-epochs", type=int, default=15)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json")
+    p.add_argument("--print-json", action="store_true", help="only print the table of a saved --json")
     args = p.parse_args()
+    if args.print_json:
+        print_table(json.loads(Path(args.json).read_text(encoding="utf-8"))["summary"], args.k)
+        return
 
     import torch
     from SimilarCaseRetrievalLib.evaluation.datasets.archive import load_archive_collection
@@ -43,27 +73,8 @@ def main() -> None:
     epochs = int(args.epochs) if args.epochs.isdigit() else args.epochs
     opts = DraftEvalOptions(args.folds, args.k, epochs, args.classifier_epochs, seed=args.seed)
     out = evaluate_drafts(collection, opts)
-    s = out["summary"]
-    print(
-        f"{s['queries']} queries, {args.folds}-fold CV by patient, k = {args.k}, grid {grid}, epochs {args.epochs}"
-    )
-    print(f"{'O-RADS MRI score':<44} {'accuracy':>9} {'w. kappa':>9}")
-    for key, name in (
-        ("orads_draft", "draft (rule table on predicted findings)"),
-        ("orads_term_head", "term head's own orads:* argmax"),
-        ("orads_rules_on_true_findings", "rule table on the true findings"),
-    ):
-        print(f"{name:<44} {s[key]['accuracy']:>9.3f} {s[key]['weighted_kappa']:>9.3f}")
-    print(
-        f"terms: micro-F1 {s['terms']['micro_f1']:.3f}, macro-F1 {s['terms']['macro_f1']:.3f} (informative terms)"
-    )
-    print(f"{'diagnosis':<44} {'accuracy':>9} {'macro-F1':>9}")
-    for key, name in (
-        ("draft_diagnosis", "implied by the draft"),
-        ("knn_diagnosis", f"k-NN vote (k = {args.k})"),
-        ("classifier_diagnosis", "classifier baseline"),
-    ):
-        print(f"{name:<44} {s['diagnosis'][key]['accuracy']:>9.3f} {s['diagnosis'][key]['macro_f1']:>9.3f}")
+    print(f"{len(collection)} cases, {args.folds}-fold CV by patient, grid {grid}, epochs {args.epochs}")
+    print_table(out["summary"], args.k)
     print(f"wall time {time.perf_counter() - t0:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")
