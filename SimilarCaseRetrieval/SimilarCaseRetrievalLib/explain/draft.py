@@ -142,14 +142,9 @@ class Draft:
 
 
 def _plural(label: str, n: int) -> str:
+    """ "endometrioma" -> "endometriomas" for n > 1 (diagnosis nouns; adjectives such as "malignant" stay)."""
     word = label.replace("_", " ")
-    if n == 1:
-        return word
-    if word.endswith("oma"):
-        return word + "s"
-    if word.endswith("cyst"):
-        return word + "s"
-    return word
+    return word + "s" if n > 1 and word.endswith(("oma", "cyst")) else word
 
 
 def sentences(report: str) -> list[str]:

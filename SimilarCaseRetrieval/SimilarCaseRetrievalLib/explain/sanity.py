@@ -67,7 +67,8 @@ def randomised(encoder: CaseEncoder, n_layers: int | None = None, seed: int = 1)
     for _, mods in layers[: len(layers) if n_layers is None else n_layers]:
         for m in mods:
             m.reset_parameters()
-            if isinstance(m, torch.nn.GroupNorm | torch.nn.BatchNorm3d):  # reset = identity: draw instead
+            norm = isinstance(m, torch.nn.GroupNorm | torch.nn.BatchNorm3d)
+            if norm and m.weight is not None:  # reset = identity: draw instead
                 with torch.no_grad():
                     m.weight.normal_(1.0, 0.5)
                     m.bias.normal_(0.0, 0.5)
