@@ -22,19 +22,10 @@ import numpy as np
 
 from ..errors import CaseInputError
 from ..evaluation.datasets.common import signed_distance
+from ..evaluation.datasets.lidc import RATINGS as LIDC_TERM_RATINGS
 from ..evaluation.datasets.lidc import iter_annotations
 
-RATINGS = (
-    "subtlety",
-    "internalStructure",
-    "calcification",
-    "sphericity",
-    "margin",
-    "lobulation",
-    "spiculation",
-    "texture",
-    "malignancy",
-)
+RATINGS = (*LIDC_TERM_RATINGS, "malignancy")  # the nine LIDC ratings
 
 # rating -> (term name, positive class); LIDC rating scales (Armato et al. 2011, reader XML schema).
 SPLITS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
