@@ -112,7 +112,7 @@ class Draft:
             lines.append("")
         lines.append(f"## Findings (O-RADS MRI lexicon; probability from the {self.source})")
         for f in self.findings:
-            lines.append(f"- {f.phrase.capitalize()} [{f.term}] - p = {f.probability:.2f}")
+            lines.append(f"- {f.phrase[:1].upper()}{f.phrase[1:]} [{f.term}] - p = {f.probability:.2f}")
             for s in f.support:
                 lines.append(f'  - "{s.sentence}" (case {s.case_id})')
         lines += ["", "## Impression"]
