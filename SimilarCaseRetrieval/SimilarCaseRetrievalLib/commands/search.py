@@ -198,6 +198,11 @@ def _run_manifest(engine, args, options, relevant, not_relevant) -> int:
         if args.report:
             from ..render import write_report
 
+            draft = None
+            if args.draft:
+                from ..explain.draft import draft_from_search
+
+                draft = draft_from_search(engine, result, study, mask)
             write_report(
                 Path(args.report) / case.case_id,
                 result,
@@ -205,6 +210,9 @@ def _run_manifest(engine, args, options, relevant, not_relevant) -> int:
                 query_study=study,
                 query_mask=mask,
                 sequences=engine.encoder.config.sequences,
+                explain=args.explain,
+                encoder=engine.encoder,
+                draft=draft,
             )
         if not args.json:
             print(f"query {case.case_id}")
