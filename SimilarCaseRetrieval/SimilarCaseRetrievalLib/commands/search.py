@@ -143,26 +143,31 @@ def run(args: argparse.Namespace) -> int:
         result.save_query(args.save_query)
         print(f"query vectors saved to {args.save_query}")
     if args.report:
-        from ..render import write_report
-
-        draft = None
-        if args.draft:
-            from ..explain.draft import draft_from_search
-
-            draft = draft_from_search(engine, result, study, mask)
-        page = write_report(
-            args.report,
-            result,
-            engine.store,
-            query_study=study,
-            query_mask=mask,
-            sequences=engine.encoder.config.sequences,
-            explain=args.explain,
-            encoder=engine.encoder,
-            draft=draft,
-        )
+        page = _write_report(engine, args, Path(args.report), result, study, mask)
         print(f"report: {page}")
     return 0
+
+
+def _write_report(engine, args: argparse.Namespace, out_dir: Path, result, study, mask) -> Path:
+    """The side-by-side report of one query (with maps / draft when asked)."""
+    from ..render import write_report
+
+    draft = None
+    if args.draft:
+        from ..explain.draft import draft_from_search
+
+        draft = draft_from_search(engine, result, study, mask)
+    return write_report(
+        out_dir,
+        result,
+        engine.store,
+        query_study=study,
+        query_mask=mask,
+        sequences=engine.encoder.config.sequences,
+        explain=args.explain,
+        encoder=engine.encoder,
+        draft=draft,
+    )
 
 
 def _run_manifest(engine, args, options, relevant, not_relevant) -> int:
@@ -196,24 +201,7 @@ def _run_manifest(engine, args, options, relevant, not_relevant) -> int:
             continue
         out["queries"][case.case_id] = result.to_dict()
         if args.report:
-            from ..render import write_report
-
-            draft = None
-            if args.draft:
-                from ..explain.draft import draft_from_search
-
-                draft = draft_from_search(engine, result, study, mask)
-            write_report(
-                Path(args.report) / case.case_id,
-                result,
-                engine.store,
-                query_study=study,
-                query_mask=mask,
-                sequences=engine.encoder.config.sequences,
-                explain=args.explain,
-                encoder=engine.encoder,
-                draft=draft,
-            )
+            _write_report(engine, args, Path(args.report) / case.case_id, result, study, mask)
         if not args.json:
             print(f"query {case.case_id}")
             print(format_table(result))
