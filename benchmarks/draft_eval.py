@@ -20,13 +20,13 @@ def print_table(s: dict, k: int) -> None:
     print(f"{s['queries']} queries, k = {k}")
     print(f"{'O-RADS MRI score':<44} {'accuracy':>9} {'w. kappa':>9}")
     for key, name in (
-        ("orads_draft", "draft (rule table on predicted findings)"),
+        ("orads_draft", "draft: rules on neighbour-voted findings"),
+        ("orads_head_findings", "rules on the term head's findings"),
         ("orads_term_head", "term head's own orads:* argmax"),
-        ("orads_voted_findings", "rule table on neighbour-voted findings"),
         ("orads_rules_on_true_findings", "rule table on the true findings"),
     ):
         print(f"{name:<44} {s[key]['accuracy']:>9.3f} {s[key]['weighted_kappa']:>9.3f}")
-    for key, name in (("terms", "term head"), ("terms_voted", "neighbour vote")):
+    for key, name in (("terms", "draft: neighbour vote"), ("terms_head", "term head")):
         t = s[key]
         print(
             f"terms ({name}): micro-F1 {t['micro_f1']:.3f}, macro-F1 {t['macro_f1']:.3f} (informative terms)"
@@ -34,6 +34,7 @@ def print_table(s: dict, k: int) -> None:
     print(f"{'diagnosis':<44} {'accuracy':>9} {'macro-F1':>9}")
     for key, name in (
         ("draft_diagnosis", "implied by the draft"),
+        ("head_draft_diagnosis", "implied by a term-head draft"),
         ("knn_diagnosis", f"k-NN vote (k = {k})"),
         ("classifier_diagnosis", "classifier baseline"),
     ):

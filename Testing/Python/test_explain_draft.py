@@ -100,7 +100,7 @@ def test_draft_from_term_probabilities_and_neighbours():
     probs = {t: 0.1 for t in lexicon.vocabulary()}
     probs.update({f"{c}:{v}": 0.6 for c, v in BASE.items()})
     probs.update({"fluid:endometriotic": 0.8, "t2_shading:present": 0.7, "orads:2": 0.6})
-    d = build_draft(probs, _neighbours(), query_id="Q1", model_version="m1")
+    d = build_draft(probs, _neighbours(), findings_from="term head", query_id="Q1", model_version="m1")
     assert d.findings_dict["fluid"] == "endometriotic"
     assert d.orads.score == 2
     assert d.neighbour_summary() == "2 of 3 similar cases were endometriomas, 1 cystadenoma"
@@ -121,6 +121,19 @@ def test_text_only_draft_reads_findings_from_the_neighbours():
     assert d.source == "neighbours"
     assert d.findings_dict == {"fluid": "endometriotic", "t2_shading": "present"}
     assert d.findings[0].probability == pytest.approx(2 / 3)
+    assert d.findings[0].head_probability is None and d.head_orads == {}
+
+
+def test_default_draft_votes_findings_and_shows_the_term_head_beside_them():
+    probs = {t: 0.1 for t in lexicon.vocabulary()}
+    probs.update({"fluid:simple": 0.9, "orads:3": 0.7})
+    d = build_draft(probs, _neighbours())
+    assert d.source == "neighbours" and d.findings_dict["fluid"] == "endometriotic"  # 2 of 3 neighbours
+    assert d.findings[0].head_probability == pytest.approx(0.1)
+    assert "(term head 0.10)" in d.to_markdown() and d.head_orads["orads:3"] == 0.7
+    assert build_draft(probs, _neighbours(), findings_from="term head").findings_dict["fluid"] == "simple"
+    with pytest.raises(ValueError, match="findings_from"):
+        build_draft(probs, _neighbours(), findings_from="both")
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +168,8 @@ def test_draft_command_writes_markdown_and_json(indexed, tmp_path, capsys):
     assert "DRAFT" in capsys.readouterr().out
     data = json.loads((tmp_path / "d.json").read_text())
     assert data["draft"] is True and len(data["neighbours"]) == 4
-    assert data["findings_source"] == "term head" and data["orads"]["score"] in (2, 3, 4, 5)
+    assert data["findings_source"] == "neighbours" and data["orads"]["score"] in (2, 3, 4, 5)
+    assert all(f["term_head_probability"] is not None for f in data["findings"])
     assert (tmp_path / "d.md").read_text().startswith("> **DRAFT")
     assert main(["draft", "--archive", str(archive), "--model", str(model), "-k", "0", "--text", "x"]) == 2
     assert "-k" in capsys.readouterr().err
@@ -191,6 +205,7 @@ def test_draft_evaluation_summary_scores_perfect_and_wrong_rows():
 
     truth = [f"{c}:{v}" for c, v in BASE.items()] + ["orads:2"]
     solid = [t if not t.startswith("solid:") else "solid:present" for t in truth]
+    same = dict(head_rule_orads=2, head_terms=truth[:-1], head_draft_diagnosis="simple_cyst")
     rows = [
         dict(
             label="simple_cyst",
@@ -203,6 +218,7 @@ def test_draft_evaluation_summary_scores_perfect_and_wrong_rows():
             draft_diagnosis="simple_cyst",
             knn_diagnosis="simple_cyst",
             classifier_diagnosis="fibroma",
+            **same,
         ),
         dict(
             label="malignant",
@@ -215,6 +231,7 @@ def test_draft_evaluation_summary_scores_perfect_and_wrong_rows():
             draft_diagnosis="malignant",
             knn_diagnosis="simple_cyst",
             classifier_diagnosis="malignant",
+            **same,
         ),
     ]
     s = summarise(rows)
@@ -223,3 +240,6 @@ def test_draft_evaluation_summary_scores_perfect_and_wrong_rows():
     assert 0 < s["terms"]["micro_f1"] < 1
     assert s["diagnosis"]["draft_diagnosis"]["accuracy"] == 1.0
     assert s["diagnosis"]["knn_diagnosis"]["accuracy"] == 0.5
+    assert (
+        s["orads_head_findings"]["accuracy"] == 0.5 and s["terms_head"]["micro_f1"] == s["terms"]["micro_f1"]
+    )

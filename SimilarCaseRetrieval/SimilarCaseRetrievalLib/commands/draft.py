@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("low", "intermediate", "high"),
         help="DCE time-intensity curve of the solid tissue, if read (the lexicon has none; default: unknown)",
     )
+    parser.add_argument(
+        "--findings",
+        choices=("neighbours", "head"),
+        default="neighbours",
+        help="findings voted by the similar cases (default) or read from the model's term head",
+    )
     parser.add_argument("--out", help="write the draft as markdown here")
     parser.add_argument("--json", help="write the draft as JSON here")
 
@@ -49,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     result = engine.search(
         study=study, mask=mask, text=args.text, k=args.k, text_weight=args.text_weight, query_id="draft"
     )
-    draft = draft_from_search(engine, result, study, mask, curve=args.curve)
+    findings_from = "term head" if args.findings == "head" else "neighbours"
+    draft = draft_from_search(engine, result, study, mask, curve=args.curve, findings_from=findings_from)
     text = draft.to_markdown()
     print(text)
     if args.out:

@@ -1,7 +1,8 @@
 """A drafted structured report (O-RADS MRI lexicon) for a query, from its predicted terms and nearest cases.
 
-For each lexicon category the draft states the most probable term (the model's term head; for a text-only
-query, the share of the k nearest cases recorded with that term), the O-RADS MRI score the published rules
+For each lexicon category the draft states the most probable term: by default the one most of the k nearest
+cases were recorded with (its share as probability, the model's term-head probability beside it; measured
+better than the term head alone, docs/explain.md), or the term head's (``findings_from="term head"``), the O-RADS MRI score the published rules
 give for those findings (`orads.py`), what the k nearest cases were ("7 of 10 similar cases were
 endometriomas, 2 cystadenomas") and, per finding, the sentences of the neighbours' reports that state it,
 each with its case id. Always marked as a draft to be verified by the radiologist.
@@ -20,6 +21,7 @@ from .words import tokenize
 
 DRAFT_BANNER = "DRAFT - generated from similar cases; to be verified and edited by the radiologist"
 # Categories the O-RADS rules read (the diagnosis implied by the draft is voted by neighbours agreeing on them)
+FINDINGS_SOURCES = ("neighbours", "term head")
 DECISIVE = ("fluid", "fat", "solid", "t2_dark_solid", "septations", "wall", "papillary", "implants")
 
 
@@ -47,6 +49,7 @@ class Finding:
     phrase: str
     probability: float
     support: list[Support] = field(default_factory=list)
+    head_probability: float | None = None  # the term head's, when findings are voted by the neighbours
 
     @property
     def informative(self) -> bool:
@@ -89,6 +92,9 @@ class Draft:
                     "term": f.term,
                     "phrase": f.phrase,
                     "probability": round(f.probability, 4),
+                    "term_head_probability": None
+                    if f.head_probability is None
+                    else round(f.head_probability, 4),
                     "support": [{"case_id": s.case_id, "sentence": s.sentence} for s in f.support],
                 }
                 for f in self.findings
@@ -112,7 +118,8 @@ class Draft:
             lines.append("")
         lines.append(f"## Findings (O-RADS MRI lexicon; probability from the {self.source})")
         for f in self.findings:
-            lines.append(f"- {f.phrase[:1].upper()}{f.phrase[1:]} [{f.term}] - p = {f.probability:.2f}")
+            head = "" if f.head_probability is None else f" (term head {f.head_probability:.2f})"
+            lines.append(f"- {f.phrase[:1].upper()}{f.phrase[1:]} [{f.term}] - p = {f.probability:.2f}{head}")
             for s in f.support:
                 lines.append(f'  - "{s.sentence}" (case {s.case_id})')
         lines += ["", "## Impression"]
@@ -195,19 +202,27 @@ def build_draft(
     term_probs: Mapping[str, float] | None,
     neighbours: Sequence[Neighbour],
     *,
+    findings_from: str = "neighbours",
     curve: str | None = None,
     query_id: str = "",
     model_version: str = "",
 ) -> Draft:
-    """The draft from the query's term probabilities (None: text-only query, findings from the neighbours)."""
+    """The draft from the k neighbours and the query's term probabilities (None for a text-only query).
+
+    ``findings_from``: ``"neighbours"`` (default: each category's term voted by the neighbours' recorded terms,
+    the term head's probability shown beside it; measured better, docs/explain.md) or ``"term head"``. Falls
+    back to whichever source exists.
+    """
+    if findings_from not in FINDINGS_SOURCES:
+        raise ValueError(f"findings_from {findings_from!r}: use one of {FINDINGS_SOURCES}")
     neighbours = list(neighbours)
-    if term_probs:
-        probs = dict(term_probs)
-        source = "term head"
+    counts = Counter(t for n in neighbours for t in n.terms)
+    votes = {t: c / max(1, len(neighbours)) for t, c in counts.items()}
+    head_probs = dict(term_probs or {})
+    if head_probs and (findings_from == "term head" or not votes):
+        probs, source = head_probs, "term head"
     else:
-        counts = Counter(t for n in neighbours for t in n.terms)
-        probs = {t: c / max(1, len(neighbours)) for t, c in counts.items()}
-        source = "neighbours"
+        probs, source = votes, "neighbours"
     findings = []
     for cat in lexicon.CATEGORIES:
         if cat == "orads":
@@ -217,10 +232,17 @@ def build_draft(
             continue
         p, name = max(options)
         findings.append(
-            Finding(cat, name, lexicon.phrase(name), float(p), supporting_sentences(name, neighbours))
+            Finding(
+                cat,
+                name,
+                lexicon.phrase(name),
+                float(p),
+                supporting_sentences(name, neighbours),
+                head_probs.get(name) if source == "neighbours" and head_probs else None,
+            )
         )
     values = {f.category: f.term.split(":", 1)[1] for f in findings}
-    head = {t: float(p) for t, p in probs.items() if t.startswith("orads:")} if source == "term head" else {}
+    head = {t: float(p) for t, p in head_probs.items() if t.startswith("orads:")}
     return Draft(
         findings,
         orads_score(values, curve),
@@ -233,7 +255,9 @@ def build_draft(
     )
 
 
-def draft_from_search(engine, result, study=None, mask=None, curve: str | None = None) -> Draft:
+def draft_from_search(
+    engine, result, study=None, mask=None, curve: str | None = None, findings_from: str = "neighbours"
+) -> Draft:
     """The draft for a `SearchEngine` result: term probabilities of the query ROI (when there is one) and the
     hits' stored reports and terms."""
     probs = None
@@ -246,5 +270,10 @@ def draft_from_search(engine, result, study=None, mask=None, curve: str | None =
         case = engine.store.get(h.case_id)
         neighbours.append(Neighbour(h.case_id, float(h.score), h.label, list(case.terms), case.report))
     return build_draft(
-        probs, neighbours, curve=curve, query_id=result.query_id, model_version=result.model_version
+        probs,
+        neighbours,
+        findings_from=findings_from,
+        curve=curve,
+        query_id=result.query_id,
+        model_version=result.model_version,
     )

@@ -5,9 +5,9 @@ Per fold our encoder is trained on the index cases (`evaluation.ours.encoder_for
 and diagnoses of the index cases only) and the classifier baseline (`evaluation.classifier`) too. For each
 held-out query (its ROI and its notes, never its report), the draft is built from the term head's
 probabilities and the k nearest index cases (fused image + text score). Measured against the truth:
-- O-RADS MRI score of the draft (rule table on the predicted findings): accuracy and quadratic-weighted
-  kappa; for reference the term head's own ``orads:*`` argmax, the rules on findings voted by the k
-  neighbours instead of the term head (the text-only draft), and the rules on the TRUE findings (how far the
+- O-RADS MRI score of the draft (rule table on its findings, voted by the k neighbours): accuracy and
+  quadratic-weighted kappa; for reference the rules on the term head's findings (``findings_from="term
+  head"``), the term head's own ``orads:*`` argmax, and the rules on the TRUE findings (how far the
   published rules are from the generator's scoring);
 - term-level F1 of the predicted findings (micro over the informative terms, and macro over those terms);
 - the diagnosis implied by the draft vs plain k-NN voting (majority of the k neighbours) vs the classifier.
@@ -78,8 +78,8 @@ def evaluate_drafts(collection, opts: DraftEvalOptions | None = None) -> dict:
                 for j in top
             ]
             probs = dict(zip(encoder.terms, pred.term_probs[i].tolist(), strict=True))
-            draft = build_draft(probs, neighbours)
-            voted = build_draft(None, neighbours)  # findings voted by the neighbours instead of the term head
+            draft = build_draft(probs, neighbours)  # findings voted by the neighbours (the default)
+            head_draft = build_draft(probs, neighbours, findings_from="term head")
             truth_terms = sorted(queries.terms[i])
             head = {t: p for t, p in probs.items() if t.startswith("orads:")}
             rows.append(
@@ -92,8 +92,9 @@ def evaluate_drafts(collection, opts: DraftEvalOptions | None = None) -> dict:
                     "rules_on_truth": orads_score(findings_from_terms(truth_terms)).score,
                     "truth_terms": truth_terms,
                     "draft_terms": sorted(f.term for f in draft.findings),
-                    "voted_orads": voted.orads.score,
-                    "voted_terms": sorted(f.term for f in voted.findings),
+                    "head_rule_orads": head_draft.orads.score,
+                    "head_terms": sorted(f.term for f in head_draft.findings),
+                    "head_draft_diagnosis": head_draft.diagnosis,
                     "draft_diagnosis": draft.diagnosis,
                     "knn_diagnosis": _knn_vote([n.label for n in neighbours]),
                     "classifier_diagnosis": str(clf_pred[i]),
@@ -145,7 +146,7 @@ def summarise(rows: list[dict]) -> dict:
     truth = [r["truth_orads"] for r in rows]
     labels = [r["label"] for r in rows]
     diag = {}
-    for key in ("draft_diagnosis", "knn_diagnosis", "classifier_diagnosis"):
+    for key in ("draft_diagnosis", "head_draft_diagnosis", "knn_diagnosis", "classifier_diagnosis"):
         pred = [r[key] or "none" for r in rows]
         diag[key] = {
             "accuracy": float(np.mean([a == b for a, b in zip(labels, pred, strict=True)])),
@@ -155,9 +156,9 @@ def summarise(rows: list[dict]) -> dict:
         "queries": len(rows),
         "orads_draft": _orads_metrics(truth, [r["draft_orads"] for r in rows]),
         "orads_term_head": _orads_metrics(truth, [r["head_orads"] for r in rows]),
-        "orads_voted_findings": _orads_metrics(truth, [r.get("voted_orads") for r in rows]),
+        "orads_head_findings": _orads_metrics(truth, [r["head_rule_orads"] for r in rows]),
         "orads_rules_on_true_findings": _orads_metrics(truth, [r["rules_on_truth"] for r in rows]),
         "terms": _term_f1(rows),
-        "terms_voted": _term_f1(rows, "voted_terms") if all("voted_terms" in r for r in rows) else None,
+        "terms_head": _term_f1(rows, "head_terms"),
         "diagnosis": diag,
     }
