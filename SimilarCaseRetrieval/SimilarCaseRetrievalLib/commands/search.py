@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--json", help="write the hits as JSON here")
     o.add_argument("--report", help="write a side-by-side report (montage PNG + index.html) into this folder")
     o.add_argument(
+        "--explain",
+        choices=("gradcam", "occlusion"),
+        help="with --report and an image query: similarity maps over the query and each hit, matched words",
+    )
+    o.add_argument("--draft", action="store_true", help="with --report: add a drafted O-RADS MRI report")
+    o.add_argument(
         "--exact-threshold", type=int, default=5000, help="exact search below this many cases (5000)"
     )
     pacs_search.add_arguments(parser)
@@ -96,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         raise CaseInputError(
             "search", "no query", "give --image and --mask, --text, --load-query or --queries"
         )
+    if (args.explain or args.draft) and not args.report:
+        raise CaseInputError("--explain/--draft", "given without --report", "add --report FOLDER")
     if args.mask and not args.image:
         raise CaseInputError("--mask", "given without --image", "give the query study with --image")
     if args.image and not args.mask:
@@ -156,18 +164,31 @@ def run(args: argparse.Namespace) -> int:
         result.save_query(args.save_query)
         print(f"query vectors saved to {args.save_query}")
     if args.report:
-        from ..render import write_report
-
-        page = write_report(
-            args.report,
-            result,
-            engine.store,
-            query_study=study,
-            query_mask=mask,
-            sequences=engine.encoder.config.sequences,
-        )
+        page = _write_report(engine, args, Path(args.report), result, study, mask)
         print(f"report: {page}")
     return 0
+
+
+def _write_report(engine, args: argparse.Namespace, out_dir: Path, result, study, mask) -> Path:
+    """The side-by-side report of one query (with maps / draft when asked)."""
+    from ..render import write_report
+
+    draft = None
+    if args.draft:
+        from ..explain.draft import draft_from_search
+
+        draft = draft_from_search(engine, result, study, mask)
+    return write_report(
+        out_dir,
+        result,
+        engine.store,
+        query_study=study,
+        query_mask=mask,
+        sequences=engine.encoder.config.sequences,
+        explain=args.explain,
+        encoder=engine.encoder,
+        draft=draft,
+    )
 
 
 def _run_manifest(engine, args, options, relevant, not_relevant) -> int:
@@ -204,16 +225,8 @@ def _run_manifest(engine, args, options, relevant, not_relevant) -> int:
             continue
         out["queries"][case.case_id] = result.to_dict()
         if args.report:
-            from ..render import write_report
-
-            write_report(
-                inside(args.report, case.case_id),  # never outside the folder named by --report
-                result,
-                engine.store,
-                query_study=study,
-                query_mask=mask,
-                sequences=engine.encoder.config.sequences,
-            )
+            # never outside the folder named by --report
+            _write_report(engine, args, inside(args.report, case.case_id), result, study, mask)
         if not args.json:
             print(f"query {case.case_id}")
             print(format_table(result))
