@@ -1,4 +1,5 @@
-"""Cost of the .nii.gz length check (nifti_gz.check_nifti_gz) next to ITK's read of the same files, same run.
+"""Cost of the NIfTI check (nifti_gz.check_nifti_gz: raw length, gzip CRC of the whole stream, NaN/inf voxels)
+next to ITK's read of the same files, same run.
 
 Usage: python benchmarks/bench_nifti_gz.py FOLDER [FOLDER ...] [--repeats 5]
 Every *.nii.gz under the folders is checked and read (median of the repeats); files the check rejects are listed.
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         check.append((time.perf_counter() - start) / max(1, len(files)) * 1000)
     a, b = statistics.median(itk), statistics.median(check)
     print(
-        f"ms/file (median of {args.repeats}): ITK read {a:.2f}, length check {b:.3f} ({100 * b / a:.1f} % of a read)"
+        f"ms/file (median of {args.repeats}): ITK read {a:.2f}, check {b:.3f} ({100 * b / a:.1f} % of a read)"
     )
     return 0
 

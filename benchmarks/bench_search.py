@@ -12,9 +12,15 @@
    rendering), p50 / p95.
 4. QPS of hnswlib, faiss HNSW (same M / efConstruction / efSearch) and exact numpy on the same 100k vectors,
    one query at a time, same thread count; recall@10 of both ANN indexes; memory per case.
+5. `verify` (needs no model): the cost of checking the three graph files before hnswlib reads them (SHA-256 +
+   layout, graph_files.py) at `--n` random cases of size `--dim`, against hnswlib's load without the check.
+   `python benchmarks/bench_search.py --sections verify --n 100000 --ef-construction 40`
+6. `hybrid`: at the padded size (the padded cases carry the real cases' notes and reports, so the store's FTS5
+   index holds `--n` texts), the search part of fused (image + notes) and text-only queries with the hybrid
+   scoring (BM25 + embeddings) next to the embeddings alone, same queries, same run: p50 and the ratio.
 
     python benchmarks/bench_search.py [--model Resources/Model] [--cases 60] [--n 100000] [--queries 30]
-        [--sections index,recall,scale,qps] [--no-faiss] [--baseline-model DIR]
+        [--sections index,recall,scale,qps,hybrid] [--no-faiss] [--baseline-model DIR]
 
 Each section builds only what it needs: `index` and `recall` need no padding; `scale` (engine open, latency,
 memory) and `qps` pad the store to `--n` cases (the engine builds its three graphs once); `--no-faiss` skips
@@ -172,6 +178,109 @@ def index_throughput(archive: Path, encoder, work: Path, readers: int, baseline=
     print(f"  per case, one at a time: {per}; image path alone (read + ROI + CNN) = {image_only:.1f} cases/s")
 
 
+def verify_cost(index_dir: Path, count: int, dim: int, m: int, repeats: int = 3) -> None:
+    """Cost of checking the graph files before hnswlib loads them, as `ArchiveIndex.open` does it (SHA-256 +
+    layout of the three memory-mapped files, in parallel threads), against hnswlib's own load of the same
+    files; with the single-threaded parts for reference. Best of `repeats` runs (files in the page cache)."""
+    import hashlib
+    import json
+
+    import hnswlib
+    from SimilarCaseRetrievalLib.graph_files import check_graph_bytes
+    from SimilarCaseRetrievalLib.index import SIDECAR, ArchiveIndex, IndexConfig
+
+    sidecar = json.loads((index_dir / SIDECAR).read_text())
+    index = ArchiveIndex(index_dir, "v", dim, IndexConfig(m=m))
+    kinds = ("image", "text", "fused")
+    best = {"check": math.inf, "load": math.inf, "sha256": math.inf, "layout": math.inf}
+    for _ in range(repeats):
+        t = time.perf_counter()
+        assert index._verified(sidecar, count)
+        best["check"] = min(best["check"], time.perf_counter() - t)
+        sha = layout = load = 0.0
+        for kind in kinds:
+            path, kdim = index_dir / f"{kind}.hnsw", 2 * dim if kind == "fused" else dim
+            data = path.read_bytes()
+            t0 = time.perf_counter()
+            hashlib.sha256(data).hexdigest()
+            t1 = time.perf_counter()
+            assert check_graph_bytes(data, count=count, dim=kdim, m=m) is None
+            t2 = time.perf_counter()
+            graph = hnswlib.Index(space="cosine", dim=kdim)
+            graph.load_index(str(path), max_elements=count + 16)
+            t3 = time.perf_counter()
+            sha, layout, load = sha + t1 - t0, layout + t2 - t1, load + t3 - t2
+            del data, graph
+        for key, value in (("sha256", sha), ("layout", layout), ("load", load)):
+            best[key] = min(best[key], value)
+    mib = sum((index_dir / f"{k}.hnsw").stat().st_size for k in kinds) / 2**20
+    print(
+        f"graph check at {count} cases (3 files, {mib:.0f} MiB): {best['check'] * 1000:.0f} ms as ArchiveIndex.open "
+        f"runs it (3 threads; one thread: SHA-256 {best['sha256'] * 1000:.0f} ms + layout "
+        f"{best['layout'] * 1000:.0f} ms); hnswlib load without the check {best['load'] * 1000:.0f} ms; "
+        f"open with the check / without = {(best['check'] + best['load']) / best['load']:.2f}"
+    )
+
+
+def verify_section(n: int, dim: int, work: Path, threads: int, ef_construction: int | None) -> None:
+    """Build a `n`-case index of random unit vectors (no model needed) and measure `verify_cost`. The check's
+    cost depends on the file sizes (n, dim, M), not on graph quality: `--ef-construction 40` builds faster."""
+    import numpy as np
+    from SimilarCaseRetrievalLib.index import ArchiveIndex, IndexConfig, fuse
+
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((n, dim)).astype(np.float32)
+    text = rng.standard_normal((n, dim)).astype(np.float32)
+    image /= np.linalg.norm(image, axis=1, keepdims=True)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    config = IndexConfig(exact_threshold=0, num_threads=threads)
+    if ef_construction:
+        config = IndexConfig(exact_threshold=0, num_threads=threads, ef_construction=ef_construction)
+    t = time.perf_counter()
+    index = ArchiveIndex.open(work / "verify", "v", [f"c{i}" for i in range(n)], fuse(image, text), config)
+    print(f"index status {index.status} (a --work folder from an earlier run is reused)")
+    print(
+        f"opened (built and saved, with the write verification, when new) {n} cases x 3 graphs in "
+        f"{time.perf_counter() - t:.0f} s"
+    )
+    t = time.perf_counter()
+    again = ArchiveIndex.open(work / "verify", "v", index.ids(), index.fused, config)
+    assert again.status == "loaded"
+    print(f"ArchiveIndex.open of the saved index (checks + load): {time.perf_counter() - t:.2f} s")
+    verify_cost(work / "verify", n, dim, config.m)
+
+
+def hybrid_latency(engine, queries, encoder, percentile) -> None:
+    """Search part p50 of fused and text-only queries: hybrid (BM25 + embeddings) vs embeddings alone."""
+    from SimilarCaseRetrievalLib.lexical import HybridConfig
+    from SimilarCaseRetrievalLib.study import read_mask, read_study
+
+    vectors = []
+    for paths, mask_path, notes in queries:
+        study = read_study(paths)
+        roi = encoder.roi_for(study, read_mask(mask_path, study.reference_image))
+        vectors.append((encoder.encode_rois(roi[None])[0], encoder.encode_texts([notes])[0], notes))
+    configs = {"embeddings only": HybridConfig(method="dense"), "hybrid": HybridConfig(lexical_weight=0.5)}
+    print(f"hybrid scoring at {len(engine.index)} cases (FTS5 rows: {len(engine.store)}), search part only:")
+    p50 = {}
+    for name, config in configs.items():
+        engine._hybrid = config
+        for mode in ("fused", "text"):
+            times = []
+            for image, text, notes in vectors:
+                t = time.perf_counter()
+                engine.search_vectors(image if mode == "fused" else None, text, k=10, text_weight=0.3, text=notes)
+                times.append(time.perf_counter() - t)
+            p50[(name, mode)] = percentile(times, 50) * 1000
+            print(
+                f"  {name:<16} {mode:<5} p50 {p50[(name, mode)]:.1f} ms, p95 {percentile(times, 95) * 1000:.1f} ms"
+            )
+    for mode in ("fused", "text"):
+        ratio = p50[("hybrid", mode)] / max(p50[("embeddings only", mode)], 1e-9)
+        print(f"  hybrid / embeddings only ({mode}): {ratio:.1f}x")
+    engine._hybrid = None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -184,8 +293,11 @@ def main() -> None:
         "--n", "--pad", dest="pad", type=int, default=100_000, help="indexed cases for the scale/QPS runs"
     )
     parser.add_argument(
-        "--sections", default="index,recall,scale,qps", help="comma-separated: index, recall, scale, qps"
+        "--sections",
+        default="index,recall,scale,qps,hybrid",
+        help="comma-separated: index, recall, scale, qps, hybrid, verify (graph-file check cost; needs no model)",
     )
+    parser.add_argument("--dim", type=int, default=256, help="verify section: embedding size D (256)")
     parser.add_argument("--no-faiss", action="store_true", help="skip the faiss HNSW comparison in qps")
     parser.add_argument("--queries", type=int, default=30, help="end-to-end queries (30)")
     parser.add_argument("--qps-queries", type=int, default=300, help="vector queries for QPS / recall (300)")
@@ -216,6 +328,10 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory() if args.work is None else None
     work = Path(args.work or tmp.name)  # type: ignore[union-attr]
     work.mkdir(parents=True, exist_ok=True)
+    if "verify" in sections:
+        verify_section(args.pad, args.dim, work, args.threads, args.ef_construction)
+        if sections == {"verify"}:
+            return
     print(f"load average at start: {os.getloadavg()[0]:.1f} (2-core machine shared with other jobs)")
     encoder, model_name = load_model(args.model, work)
     print(
@@ -240,7 +356,7 @@ def main() -> None:
             baseline.encode_texts(["warm up"])
         index_throughput(archive, encoder, work, args.threads, baseline)
     index_archive(store, encoder, progress=False, threads=1, readers=args.threads)  # (no-op when done)
-    if not sections & {"recall", "scale", "qps"}:
+    if not sections & {"recall", "scale", "qps", "hybrid"}:
         print(f"load average at end: {os.getloadavg()[0]:.1f}")
         return
 
@@ -270,7 +386,7 @@ def main() -> None:
             f"{recall_at(found, truth):.3f}"
         )
 
-    if not sections & {"scale", "qps"}:
+    if not sections & {"scale", "qps", "hybrid"}:
         print(f"load average at end: {os.getloadavg()[0]:.1f}")
         return
 
@@ -283,7 +399,17 @@ def main() -> None:
     pad_img, pad_txt = (like_real(real, n_pad, rng) for real in (real_img, real_txt))
     pad_ids = [f"PAD{i:06d}" for i in range(n_pad)]
     t = time.perf_counter()
-    store.add_many(Case(case_id=i, sequences={"T2": "pad/none.nii.gz"}, label="pad") for i in pad_ids)
+    real_cases = [store.get(i) for i in ids]  # padded cases repeat their notes and reports (FTS5 holds n texts)
+    store.add_many(
+        Case(
+            case_id=i,
+            sequences={"T2": "pad/none.nii.gz"},
+            label="pad",
+            notes=real_cases[n % len(real_cases)].notes,
+            report=real_cases[n % len(real_cases)].report,
+        )
+        for n, i in enumerate(pad_ids)
+    )
     with store.transaction():
         store.set_embeddings(version, "image", pad_ids, pad_img)
         store.set_embeddings(version, "text", pad_ids, pad_txt)
@@ -325,6 +451,9 @@ def main() -> None:
             f"p50 {percentile(latencies, 50) * 1000:.0f} ms, p95 {percentile(latencies, 95) * 1000:.0f} ms; "
             f"search part p50 {percentile(search_only, 50) * 1000:.1f} ms"
         )
+
+    if "hybrid" in sections:
+        hybrid_latency(engine, queries, encoder, percentile)
 
     # 4. QPS: hnswlib vs faiss HNSW vs exact numpy on the same fused vectors -------------------------
     if "qps" not in sections:

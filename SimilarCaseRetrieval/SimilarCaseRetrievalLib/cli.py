@@ -12,7 +12,19 @@ from . import __version__
 
 # Order shown in --help. Each module defines HELP, add_arguments(parser) and run(args) -> int,
 # and imports heavy dependencies (torch, SimpleITK...) only inside run().
-SUBCOMMANDS = ("demo", "ingest", "train", "index", "search", "evaluate", "info", "suggest", "pacs", "serve")
+SUBCOMMANDS = (
+    "demo",
+    "ingest",
+    "train",
+    "index",
+    "search",
+    "evaluate",
+    "info",
+    "draft",
+    "suggest",
+    "pacs",
+    "serve",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,36 @@ def same_grid(a: sitk.Image, b: sitk.Image, tol: float = _TOL) -> bool:
     )
 
 
+def grid_mismatch(
+    mask: sitk.Image, image: sitk.Image, tol: float = 1e-3, voxel_tol: float = 0.05
+) -> str | None:
+    """None when the mask's voxels are the image's voxels: same spacing (relative `tol`) and direction
+    (`tol`), and an origin on the image's grid (within `voxel_tol` of a voxel; with the same size, the same
+    origin; a cropped or padded extent, as Slicer writes segmentations, is fine). Else the difference."""
+    if mask.GetDimension() != image.GetDimension():
+        return f"{mask.GetDimension()}D mask for a {image.GetDimension()}D image"
+    ms, rs = np.asarray(mask.GetSpacing()), np.asarray(image.GetSpacing())
+    if not np.allclose(ms, rs, rtol=tol, atol=0.0):
+        return f"spacing {_mm(ms)} mm differs from the image's {_mm(rs)} mm"
+    md, rd = np.asarray(mask.GetDirection()), np.asarray(image.GetDirection())
+    if not np.allclose(md, rd, atol=tol):
+        return "orientation (direction matrix) differs from the image's"
+    n = image.GetDimension()
+    shift = np.asarray(mask.GetOrigin()) - np.asarray(image.GetOrigin())
+    voxels = np.linalg.solve(rd.reshape(n, n) * rs[None, :], shift)  # origin offset in image voxels
+    if mask.GetSize() == image.GetSize():
+        if np.all(np.abs(voxels) <= voxel_tol):
+            return None
+        return f"origin is {float(np.linalg.norm(shift)):.1f} mm away from the image's (same size)"
+    if np.all(np.abs(voxels - np.round(voxels)) <= voxel_tol):
+        return None
+    return f"origin is off the image's voxel grid (by {_mm(voxels - np.round(voxels))} voxels)"
+
+
+def _mm(values: np.ndarray) -> str:
+    return "x".join(f"{float(v):g}" for v in np.round(values, 3))
+
+
 def physical_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     """Axis-aligned physical bounding box (min, max) of the image's voxels, including half-voxel borders."""
     size = image.GetSize()

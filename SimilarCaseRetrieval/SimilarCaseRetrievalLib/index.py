@@ -16,6 +16,8 @@ Vectors (all unit length, cosine similarity):
 The case store holds the embeddings (the truth); the index files are a cache: on open, an index that does
 not match the store (model version, ids, count, file size) is updated or rebuilt from the stored embeddings.
 Below `exact_threshold` live cases, queries use exact numpy search; above, hnswlib (then exact rescoring).
+Hybrid text search: BM25 scores of the query's words (from the case store's FTS5 index) join the candidates
+and the score through `lexical.fuse_scores` (docs/search.md).
 """
 
 from __future__ import annotations
@@ -25,19 +27,20 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CaseInputError
+from .lexical import HybridConfig, blend_backbone, fuse_scores
 
 log = logging.getLogger(__name__)
 
 KINDS = ("image", "text", "fused")
 SIDECAR = "index.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: SHA-256 of every graph file in the sidecar
 FUSED_TEXT_WEIGHT = 0.3  # w0: the text share the fused vectors (and graph) are built for
 _A = math.sqrt(1.0 - FUSED_TEXT_WEIGHT)
 _B = math.sqrt(FUSED_TEXT_WEIGHT)
@@ -61,13 +64,15 @@ class IndexConfig:
 
 @dataclass
 class ScoredCase:
-    """One scored case: fused score and the two similarities it combines."""
+    """One scored case: final score and the similarities it combines (`lexical_score`: BM25, 0 = no word
+    of the query text in the case's notes or report)."""
 
     case_id: str
     score: float
     image_score: float
     text_score: float
     has_text: bool
+    lexical_score: float = 0.0
 
 
 def fuse(image: np.ndarray, text: np.ndarray | None) -> np.ndarray:
@@ -92,6 +97,25 @@ def _same(image: np.ndarray, text: np.ndarray) -> np.ndarray:
 def ids_checksum(ids: Iterable[str]) -> str:
     """Order-independent checksum of a set of case ids."""
     return hashlib.sha256("\n".join(sorted(ids)).encode("utf-8")).hexdigest()
+
+
+def _labels_ok(sidecar: dict) -> bool:
+    """The sidecar's labels are strings or nulls, each live id once, matching its ids checksum (a damaged
+    sidecar is rebuilt, never trusted: a duplicated id would be returned twice)."""
+    labels = sidecar.get("labels")
+    if not isinstance(labels, list) or not all(i is None or isinstance(i, str) for i in labels):
+        return False
+    live = [i for i in labels if i is not None]
+    if len(set(live)) != len(live) or ids_checksum(live) != sidecar.get("ids_checksum"):
+        log.warning("index sidecar %s is damaged (case ids); rebuilding", SIDECAR)
+        return False
+    return True
+
+
+def _sync(path: Path) -> None:
+    """Flush a written file to the disk (a full disk can surface here)."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
 
 
 def _hnswlib():
@@ -119,6 +143,8 @@ class ArchiveIndex:
         self.rows: dict[str, int] = {}  # case id -> label
         self.fused = np.zeros((0, 2 * dim), dtype=np.float32)
         self.graphs: dict = {}
+        # sentence-model (backbone) text embeddings per label, float16; zero rows: none stored (no text)
+        self.backbone: np.ndarray | None = None
         self.status = "new"  # after open(): "loaded", "updated" (cases added/removed) or "rebuilt"
 
     # ----------------------------------------------------------------- basic views
@@ -153,7 +179,7 @@ class ArchiveIndex:
         return np.ascontiguousarray(image if kind == "image" else text)
 
     def _new_graph(self, kind: str, capacity: int):
-        graph = _hnswlib().Index(space="cosine", dim=2 * self.dim if kind == "fused" else self.dim)
+        graph = _hnswlib().Index(space="cosine", dim=self._kind_dim(kind))
         graph.init_index(
             max_elements=max(capacity, 16), ef_construction=self.config.ef_construction, M=self.config.m
         )
@@ -161,9 +187,21 @@ class ArchiveIndex:
         graph.set_ef(self.config.ef_search)
         return graph
 
+    def set_backbone(self, case_ids: Sequence[str], vectors: np.ndarray) -> None:
+        """The backbone text embeddings of the given cases (others, and cases added later without one: none)."""
+        vectors = np.nan_to_num(np.asarray(vectors, dtype=np.float32))
+        pos = {c: n for n, c in enumerate(case_ids)}
+        pairs = [(r, pos[c]) for r, c in enumerate(self.labels) if c is not None and c in pos]
+        self.backbone = np.zeros((len(self.labels), vectors.shape[1]), dtype=np.float16)
+        if pairs:
+            rows, src = zip(*pairs, strict=True)
+            self.backbone[list(rows)] = vectors[list(src)]
+
     def rebuild(self) -> None:
         """Compact the rows (drop deleted labels) and rebuild every graph from the vectors."""
         live = [r for r, i in enumerate(self.labels) if i is not None]
+        if self.backbone is not None:
+            self.backbone = np.ascontiguousarray(self.backbone[live])
         self.fused = np.ascontiguousarray(self.fused[live])
         self.labels = [self.labels[r] for r in live]
         self.rows = {i: r for r, i in enumerate(self.labels)}
@@ -175,8 +213,8 @@ class ArchiveIndex:
                 graph.add_items(self._kind_vectors(kind, slice(None)), np.arange(n))
             self.graphs[kind] = graph
 
-    def add(self, case_ids: Sequence[str], fused: np.ndarray) -> None:
-        """Add (or replace) cases with their fused vectors (n, 2D)."""
+    def add(self, case_ids: Sequence[str], fused: np.ndarray, backbone: np.ndarray | None = None) -> None:
+        """Add (or replace) cases with their fused vectors (n, 2D) and, where known, backbone text embeddings."""
         fused = np.atleast_2d(np.asarray(fused, dtype=np.float32))
         if fused.shape != (len(case_ids), 2 * self.dim):
             raise ValueError(
@@ -186,6 +224,13 @@ class ArchiveIndex:
         start = len(self.labels)
         labels = np.arange(start, start + len(case_ids))
         self.fused = np.concatenate([self.fused, fused], axis=0)
+        if backbone is not None and self.backbone is None:
+            self.backbone = np.zeros((start, np.asarray(backbone).shape[1]), dtype=np.float16)
+        if self.backbone is not None:
+            rows = np.zeros((len(case_ids), self.backbone.shape[1]), dtype=np.float16)
+            if backbone is not None:
+                rows[:] = np.nan_to_num(np.asarray(backbone, dtype=np.float32))
+            self.backbone = np.concatenate([self.backbone, rows], axis=0)
         self.labels.extend(case_ids)
         self.rows.update({i: int(r) for i, r in zip(case_ids, labels, strict=True)})
         if not self.graphs:
@@ -214,16 +259,37 @@ class ArchiveIndex:
         return {kind: self.index_dir / f"{kind}.hnsw" for kind in KINDS}
 
     def save(self) -> None:
-        """Write the graphs, then the sidecar (atomically, last: a torn save is detected and rebuilt on open)."""
+        """Write the graphs, then the sidecar (atomically, last: a torn save is detected and rebuilt on open).
+
+        Each graph is written to a temporary file, synced, read back and verified (layout, graph_files.py)
+        before it replaces the old one; its SHA-256 goes into the sidecar and is checked before every load.
+        A failed write (disk full, read-only) raises StorageError and leaves the old files in place."""
+        from .errors import storage_error
+        from .graph_files import check_graph_bytes
+
         self.index_dir.mkdir(parents=True, exist_ok=True)
         if not self.graphs:
             self.rebuild()
-        sizes = {}
+        sizes, digests = {}, {}
         for kind, path in self._paths().items():
             tmp = path.with_suffix(".hnsw.tmp")
-            self.graphs[kind].save_index(str(tmp))
+            try:
+                self.graphs[kind].save_index(str(tmp))  # hnswlib does not report a failed write
+                _sync(tmp)
+                data = tmp.read_bytes()
+            except (OSError, RuntimeError) as exc:
+                tmp.unlink(missing_ok=True)
+                raise storage_error(path, exc, "cannot write the index file") from None
+            problem = check_graph_bytes(
+                data, count=len(self.labels), dim=self._kind_dim(kind), m=self.config.m
+            )
+            if problem:
+                tmp.unlink(missing_ok=True)
+                raise storage_error(
+                    path, f"written file is incomplete: {problem}", "cannot write the index file"
+                )
+            sizes[kind], digests[kind] = len(data), hashlib.sha256(data).hexdigest()
             os.replace(tmp, path)
-            sizes[kind] = path.stat().st_size
         sidecar = {
             "format": FORMAT_VERSION,
             "model_version": self.model_version,
@@ -233,11 +299,20 @@ class ArchiveIndex:
             "ids_checksum": ids_checksum(self.rows),
             "labels": self.labels,
             "file_sizes": sizes,
+            "sha256": digests,
             "config": self.config.to_dict(),
         }
         tmp = self.index_dir / (SIDECAR + ".tmp")
-        tmp.write_text(json.dumps(sidecar), encoding="utf-8")
-        os.replace(tmp, self.index_dir / SIDECAR)
+        try:
+            tmp.write_text(json.dumps(sidecar), encoding="utf-8")
+            _sync(tmp)
+            os.replace(tmp, self.index_dir / SIDECAR)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise storage_error(self.index_dir / SIDECAR, exc, "cannot write the index file") from None
+
+    def _kind_dim(self, kind: str) -> int:
+        return 2 * self.dim if kind == "fused" else self.dim
 
     def _load_graphs(self, sidecar: dict) -> bool:
         """Load the saved graphs if they match the sidecar; False when they must be rebuilt."""
@@ -252,11 +327,11 @@ class ArchiveIndex:
         built = sidecar.get("config") or {}
         if (built.get("m"), built.get("ef_construction")) != (self.config.m, self.config.ef_construction):
             return False  # graphs built with other parameters
+        if not self._verified(sidecar, len(labels)):
+            return False  # hnswlib never reads a file that failed the check
         graphs = {}
         for kind, path in self._paths().items():
-            if not path.is_file() or path.stat().st_size != sidecar.get("file_sizes", {}).get(kind):
-                return False
-            graph = _hnswlib().Index(space="cosine", dim=2 * self.dim if kind == "fused" else self.dim)
+            graph = _hnswlib().Index(space="cosine", dim=self._kind_dim(kind))
             try:
                 graph.load_index(str(path), max_elements=len(labels) + 16)
             except (RuntimeError, ValueError, MemoryError) as exc:
@@ -269,6 +344,35 @@ class ArchiveIndex:
             graphs[kind] = graph
         self.graphs = graphs
         return True
+
+    def _verified(self, sidecar: dict, count: int) -> bool:
+        """True when every graph file has the size and SHA-256 the sidecar recorded and a layout hnswlib can
+        walk safely (graph_files.py), checked for the three files at once; the reason is logged otherwise."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .graph_files import verify_graph_file
+
+        sizes, digests = sidecar.get("file_sizes") or {}, sidecar.get("sha256") or {}
+
+        def verify(kind: str) -> str | None:
+            path = self._paths()[kind]
+            if not path.is_file():
+                return "missing"
+            return verify_graph_file(
+                path,
+                size=sizes.get(kind),
+                sha256=digests.get(kind),
+                count=count,
+                dim=self._kind_dim(kind),
+                m=self.config.m,
+            )
+
+        with ThreadPoolExecutor(len(KINDS)) as pool:
+            problems = dict(zip(KINDS, pool.map(verify, KINDS), strict=True))
+        for kind, problem in problems.items():
+            if problem:
+                log.warning("index file %s.hnsw failed its check (%s); rebuilding", kind, problem)
+        return not any(problems.values())
 
     @classmethod
     def open(
@@ -300,7 +404,7 @@ class ArchiveIndex:
             except (OSError, ValueError):
                 sidecar = {}
         changed = True
-        if sidecar and not rebuild and index._load_graphs(sidecar):
+        if sidecar and not rebuild and _labels_ok(sidecar) and index._load_graphs(sidecar):
             labels: list[str | None] = list(sidecar["labels"])
             rows = [stored.get(i) if i is not None else None for i in labels]
             index.labels = labels
@@ -389,9 +493,16 @@ class ArchiveIndex:
         text_weight: float = 0.3,
         k: int = 10,
         allowed: set[str] | None = None,
+        lexical: Mapping[str, float] | None = None,
+        hybrid: HybridConfig | None = None,
+        backbone: np.ndarray | None = None,
     ) -> list[ScoredCase]:
         """Top-k cases by `(1 - w) cos(img_q, img_c) + w cos(txt_q, txt_c)`, restricted to `allowed` if given.
-        Image-only queries rank by image similarity, text-only ones by text similarity."""
+        Image-only queries rank by image similarity, text-only ones by text similarity. With `lexical` (case id
+        -> BM25 of the query text) and a `hybrid` config that uses it, those cases join the candidates and the
+        text part of the score is the hybrid one (`lexical.fuse_scores`). With the query's `backbone` text
+        embedding and `hybrid.backbone_weight` > 0, the dense text similarity blends in the backbone cosine of the
+        cases that have one (`lexical.blend_backbone`)."""
         kind, q, w = self.query_vector(image, text, text_weight)
         pool = len(self.rows) if allowed is None else len(allowed)
         k = min(int(k), pool)
@@ -401,9 +512,20 @@ class ArchiveIndex:
             rows = np.array(sorted(self.rows[i] for i in allowed if i in self.rows), dtype=np.int64)
         else:
             rows = None
-        if len(self.rows) < self.config.exact_threshold or (
+        lex_rows: dict[int, float] = {}
+        if lexical and hybrid is not None and hybrid.uses_lexical and w > 0:
+            lex_rows = {self.rows[c]: float(v) for c, v in lexical.items() if c in self.rows and v > 0}
+            if allowed is not None:
+                lex_rows = {r: v for r, v in lex_rows.items() if self.labels[r] in allowed}
+        beta = 0.0
+        if backbone is not None and text is not None and self.backbone is not None and hybrid is not None:
+            beta = hybrid.backbone_weight if w > 0 else 0.0
+        exact = len(self.rows) < self.config.exact_threshold or (
             rows is not None and len(rows) < self.config.exact_threshold
-        ):
+        )
+        if exact and (lex_rows or beta > 0):  # every case is a candidate: the fusion sees the whole ranking
+            cand = rows if rows is not None else np.array([r for r, i in enumerate(self.labels) if i is not None], np.int64)
+        elif exact:
             cand = self._exact(kind, q, rows, k)
         else:
             n = max(k * self.config.overfetch, 100)
@@ -414,25 +536,52 @@ class ArchiveIndex:
                 if len(cand) >= k or n >= len(self.rows):
                     break
                 n *= 4
-        return self._rescore(cand, image, text, w)[:k]
+            if lex_rows:
+                cand = np.union1d(cand, np.fromiter(lex_rows, dtype=np.int64, count=len(lex_rows)))
+        return self._rescore(cand, image, text, w, k, lex_rows, hybrid, backbone if beta > 0 else None)
 
-    def _rescore(self, rows: np.ndarray, image, text, w: float) -> list[ScoredCase]:
-        """Exact scores for candidate rows, best first."""
+    def _rescore(
+        self,
+        rows: np.ndarray,
+        image,
+        text,
+        w: float,
+        k: int,
+        lex_rows: Mapping[int, float] | None = None,
+        hybrid: HybridConfig | None = None,
+        backbone: np.ndarray | None = None,
+    ) -> list[ScoredCase]:
+        """Exact scores for candidate rows, the best k first."""
+        rows = np.asarray(rows, dtype=np.int64)
         f_img, f_txt = split_fused(self.fused[rows], self.dim)
-        no_text = _same(f_img, f_txt)
         img_s = f_img @ _normalise(image) if image is not None else np.zeros(len(rows), np.float32)
         txt_s = f_txt @ _normalise(text) if text is not None else np.zeros(len(rows), np.float32)
-        score = (1.0 - w) * img_s + w * txt_s
-        order = np.argsort(-score, kind="stable")
+        if backbone is not None and hybrid is not None and self.backbone is not None:
+            b = self.backbone[rows].astype(np.float32)
+            stored = np.any(b != 0, axis=1)  # cases without a backbone embedding keep the projected cosine
+            blended = blend_backbone(txt_s, b @ _normalise(backbone), hybrid.backbone_weight)
+            txt_s = np.where(stored, blended, txt_s)
+        lex_s = np.zeros(len(rows), np.float64)
+        if lex_rows:
+            lex_s = np.array([lex_rows.get(int(r), 0.0) for r in rows], dtype=np.float64)
+            score = fuse_scores(
+                img_s if image is not None else None, txt_s if text is not None else None, lex_s, w, hybrid
+            )
+        else:
+            score = (1.0 - w) * img_s + w * txt_s
+        top = np.argpartition(-score, k - 1)[:k] if k < len(score) else np.arange(len(score))
+        order = top[np.argsort(-score[top], kind="stable")]
+        no_text = _same(f_img[order], f_txt[order])
         return [
             ScoredCase(
                 case_id=self.labels[rows[o]],  # type: ignore[arg-type]
                 score=float(score[o]),
                 image_score=float(img_s[o]),
                 text_score=float(txt_s[o]),
-                has_text=not bool(no_text[o]),
+                has_text=not bool(no_text[n]),
+                lexical_score=float(lex_s[o]),
             )
-            for o in order
+            for n, o in enumerate(order)
         ]
 
     def memory_bytes(self) -> int:

@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .case_ids import check_case_id
 from .errors import CaseInputError
 from .store import Case
 from .study import format_sequence_spec, parse_sequence_spec
@@ -64,17 +65,18 @@ def split_terms(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(";") if t.strip()]
 
 
-def read_manifest(path: Path | str) -> tuple[list[Case], list[RowError]]:
+def read_manifest(path: Path | str, *, queries: bool = False) -> tuple[list[Case], list[RowError]]:
     """Parse rows into Cases (absolute paths, resolved against the manifest's folder) and row errors.
 
     Checks here are cheap (columns, ids, file existence, dates); `ingest_manifest` also reads the images.
-    A file without a `case_id` column raises CaseInputError.
+    A file without a `case_id` column raises CaseInputError. `queries`: rows of a queries manifest, where a
+    row with text or notes and no image is a text-only query.
     """
-    cases, errors, _ = _read_rows(Path(path))
+    cases, errors, _ = _read_rows(Path(path), queries=queries)
     return cases, errors
 
 
-def _read_rows(path: Path) -> tuple[list[Case], list[RowError], dict[str, int]]:
+def _read_rows(path: Path, *, queries: bool = False) -> tuple[list[Case], list[RowError], dict[str, int]]:
     if not path.is_file():
         raise CaseInputError(path, "manifest not found", "check the path to the manifest CSV")
     base_dir = path.resolve().parent
@@ -86,9 +88,7 @@ def _read_rows(path: Path) -> tuple[list[Case], list[RowError], dict[str, int]]:
             reader = csv.DictReader(f)
             header = [h.strip() for h in (reader.fieldnames or [])]
             if "case_id" not in header:
-                raise CaseInputError(
-                    path, "manifest has no 'case_id' column", f"use the columns {', '.join(MANIFEST_COLUMNS)}"
-                )
+                raise CaseInputError(path, "manifest has no 'case_id' column", _header_fix(header))
             unknown = [h for h in header if h and h not in MANIFEST_COLUMNS]
             if unknown:
                 log.warning("%s: ignoring unknown columns %s", path.name, ", ".join(unknown))
@@ -100,7 +100,7 @@ def _read_rows(path: Path) -> tuple[list[Case], list[RowError], dict[str, int]]:
                     continue  # blank line
                 case_id = (row.get("case_id") or "").strip() or None
                 try:
-                    case = _case_from_row(row, base_dir)
+                    case = _case_from_row(row, base_dir, queries=queries)
                 except CaseInputError as exc:
                     errors.append(RowError(line, case_id, str(exc), str(path)))
                     continue
@@ -114,8 +114,25 @@ def _read_rows(path: Path) -> tuple[list[Case], list[RowError], dict[str, int]]:
     except UnicodeDecodeError:
         raise CaseInputError(path, "manifest is not UTF-8 text", "save the CSV as UTF-8") from None
     except csv.Error as exc:
-        raise CaseInputError(path, f"malformed CSV ({exc})", "fix the quoting of that line") from None
+        where = f"{path}:{last_line + 1}" if "last_line" in locals() else path  # the record that failed
+        if "field larger than field limit" in str(exc):
+            raise CaseInputError(
+                where,
+                f"a field is longer than {csv.field_size_limit()} characters",
+                "shorten the text/notes there, or close the quote left open before it",
+            ) from None
+        raise CaseInputError(where, f"malformed CSV ({exc})", "fix the quoting of that line") from None
     return cases, errors, lines
+
+
+def _header_fix(header: list[str]) -> str:
+    """The fix for a header without `case_id`: a hint when the file is not comma-separated."""
+    columns = f"use the columns {', '.join(MANIFEST_COLUMNS)}"
+    joined = ",".join(header)
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+        if "case_id" in joined and sep in joined:
+            return f"the file is separated by {name}: save it as comma-separated CSV ({columns})"
+    return columns
 
 
 def _cell(row: dict, key: str) -> str:
@@ -123,14 +140,19 @@ def _cell(row: dict, key: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _case_from_row(row: dict, base_dir: Path) -> Case:
+def _case_from_row(row: dict, base_dir: Path, *, queries: bool = False) -> Case:
     case_id = _cell(row, "case_id")
     if not case_id:
         raise CaseInputError(None, "empty case_id", "give every row a unique case_id")
+    check_case_id(case_id)
     image = _cell(row, "image")
-    if not image:
-        raise CaseInputError(None, "no image", "fill the 'image' column (a path, or T2=a.nii.gz;T1=b.nii.gz)")
-    sequences = parse_sequence_spec(image, base_dir)
+    text_only = queries and not image and bool(_cell(row, "text") or _cell(row, "notes"))
+    if not image and not text_only:
+        fill = " (or, in a queries manifest, 'text' / 'notes' for a text-only query)" if queries else ""
+        raise CaseInputError(
+            None, "no image", f"fill the 'image' column (a path, or T2=a.nii.gz;T1=b.nii.gz){fill}"
+        )
+    sequences = parse_sequence_spec(image, base_dir) if image else {}
     for p in sequences.values():
         _require_exists(p)
     mask = _cell(row, "mask")
@@ -211,6 +233,15 @@ def write_manifest(path: Path | str, cases: Iterable[Case], *, base_dir: Path | 
     return path
 
 
+def with_resample_option(mask: str | None) -> str | None:
+    """A mask reference that asks for resampling onto the image grid (`#resample=1`)."""
+    from .volume_io import RESAMPLE_OPTION
+
+    if not mask or RESAMPLE_OPTION in mask.partition("#")[2].split("&"):
+        return mask
+    return f"{mask}&{RESAMPLE_OPTION}" if "#" in mask else f"{mask}#{RESAMPLE_OPTION}"
+
+
 def validate_case(case: Case) -> None:
     """Read the study and the mask (segment) of a case with absolute paths; raises CaseInputError."""
     from .study import read_mask, read_study
@@ -227,12 +258,17 @@ def ingest_manifest(
     validate: bool = True,
     replace: bool = False,
     progress: bool = True,
+    resample_masks: bool = False,
 ) -> IngestResult:
-    """Validate every row and add the good ones to `store` in one transaction; bad rows come back as errors."""
+    """Validate every row and add the good ones to `store` in one transaction; bad rows come back as errors.
+    `resample_masks`: masks on another grid than their image are resampled (stored as `mask#resample=1`)."""
     from tqdm import tqdm
 
     path = Path(path)
     cases, errors, lines = _read_rows(path)
+    if resample_masks:
+        for case in cases:
+            case.mask = with_resample_option(case.mask)
     result = IngestResult(errors=list(errors))
     good: list[Case] = []
     for case in tqdm(cases, desc=f"ingest {path.name}", unit="case", disable=not progress or len(cases) < 2):

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 PANEL_INCHES = 1.9
 DPI = 90
 CONTOUR_COLOUR = "#ffcc00"
+MAP_CMAP = "jet"
+MAP_ALPHA = 0.45
+MAP_FLOOR = 0.05  # map values below this are not drawn
 
 
 @dataclass
@@ -35,6 +38,7 @@ class RowImages:
     """Arrays of one row: per panel (title, image (rows, cols), mask, pixel aspect) or a reason it is missing."""
 
     panels: list[tuple[str, np.ndarray | None, np.ndarray | None, float]]
+    overlays: list[np.ndarray | None] | None = None  # per panel: a similarity map (0..1) drawn in colour
 
 
 def _crop_box(mask: np.ndarray, margin: float = 0.6, minimum: int = 24) -> tuple[slice, slice, slice]:
@@ -53,8 +57,11 @@ def _crop_box(mask: np.ndarray, margin: float = 0.6, minimum: int = 24) -> tuple
     return tuple(out)  # type: ignore[return-value]
 
 
-def row_images(study: Study, mask: sitk.Image, sequences: Sequence[str]) -> RowImages:
-    """Axial slice per sequence (and a coronal slice for 3D) through the segment's centre."""
+def row_images(
+    study: Study, mask: sitk.Image, sequences: Sequence[str], overlay: np.ndarray | None = None
+) -> RowImages:
+    """Axial slice per sequence (and a coronal slice for 3D) through the segment's centre; ``overlay``, a
+    (z, y, x) map on the reference grid, is sliced the same way for every panel."""
     import SimpleITK as sitk
 
     m = sitk.GetArrayFromImage(mask) > 0  # (z, y, x)
@@ -68,12 +75,15 @@ def row_images(study: Study, mask: sitk.Image, sequences: Sequence[str]) -> RowI
     bz, by, bx = _crop_box(m)
     sx, sy, sz = study.reference_image.GetSpacing()
     panels = []
+    overlays: list[np.ndarray | None] = []
     for name in sequences:
         if name not in study.sequences:
             panels.append((name, None, None, 1.0))
+            overlays.append(None)
             continue
         a = sitk.GetArrayViewFromImage(study.sequences[name])
         panels.append((name, np.array(a[zc, by, bx], np.float32), m[zc, by, bx], sy / sx))
+        overlays.append(None if overlay is None else np.asarray(overlay[zc, by, bx], np.float32))
     if m.shape[0] > 1:
         a = sitk.GetArrayViewFromImage(study.reference_image)
         # Coronal: rows = z (flipped so that higher slices are on top), cols = x.
@@ -85,13 +95,16 @@ def row_images(study: Study, mask: sitk.Image, sequences: Sequence[str]) -> RowI
                 sz / sx,
             )
         )
-    return RowImages(panels)
+        overlays.append(None if overlay is None else np.asarray(overlay[bz, yc, bx], np.float32)[::-1])
+    return RowImages(panels, overlays if overlay is not None else None)
 
 
-def _draw_panel(ax, image: np.ndarray | None, mask: np.ndarray | None, aspect: float, title: str) -> None:
+def _draw_panel(
+    ax, image: np.ndarray | None, mask: np.ndarray | None, aspect: float, title: str, overlay=None
+) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=7)
+    ax.set_title(title, fontsize=7, parse_math=False)  # '$' in a name is text, not mathtext
     ax.set_facecolor("black")
     if image is None:
         ax.text(
@@ -109,6 +122,11 @@ def _draw_panel(ax, image: np.ndarray | None, mask: np.ndarray | None, aspect: f
     ax.imshow(
         image, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect, interpolation="nearest"
     )
+    if overlay is not None and overlay.shape == image.shape and overlay.max() > MAP_FLOOR:
+        shown = np.ma.masked_less(overlay, MAP_FLOOR)
+        ax.imshow(
+            shown, cmap=MAP_CMAP, vmin=0, vmax=1, alpha=MAP_ALPHA, aspect=aspect, interpolation="bilinear"
+        )
     if mask is not None and mask.any() and min(mask.shape) > 1:
         ax.contour(mask.astype(float), levels=[0.5], colors=CONTOUR_COLOUR, linewidths=1.0)
 
@@ -130,12 +148,15 @@ def render_row(path: Path, title: str, row: RowImages, columns: int) -> Path:
     )
     caption = axes[0][0]
     caption.axis("off")
-    caption.text(0.0, 0.5, title, ha="left", va="center", fontsize=7, transform=caption.transAxes)
+    caption.text(
+        0.0, 0.5, title, ha="left", va="center", fontsize=7, transform=caption.transAxes, parse_math=False
+    )
     for n in range(columns):
         ax = axes[0][n + 1]
         if n < len(row.panels):
             name, image, mask, aspect = row.panels[n]
-            _draw_panel(ax, image, mask, aspect, name)
+            overlay = row.overlays[n] if row.overlays is not None else None
+            _draw_panel(ax, image, mask, aspect, name, overlay)
         else:
             ax.axis("off")
     fig.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=0.02, wspace=0.05)
@@ -191,13 +212,27 @@ def write_report(
     query_mask: sitk.Image | None = None,
     sequences: Sequence[str] | None = None,
     title: str = "Similar cases",
+    explain: str | None = None,
+    encoder=None,
+    draft=None,
 ) -> Path:
-    """Write `montage.png`, one PNG per row and `index.html` into `out_dir`; returns the HTML path."""
+    """Write `montage.png`, one PNG per row and `index.html` into `out_dir`; returns the HTML path.
+
+    ``explain`` (``gradcam`` or ``occlusion``, with the ``encoder``): each hit row shows the hit's similarity
+    map over its panels and one more panel, the query's map for that pair; the HTML shows the matched words
+    of the query notes and the hit's report. ``draft`` (an `explain.draft.Draft`): its text is added.
+    """
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*out_dir.glob("hit_*.png"), out_dir / "query.png"]:  # from an earlier report in this folder
+    out_dir = out_dir.resolve()
+    # From an earlier report in this folder; a symbolic link is removed itself, never what it points to, and
+    # every file below is written as a new file in `out_dir` (never through a link placed there).
+    for stale in [
+        *out_dir.glob("hit_*.png"),
+        *(out_dir / n for n in ("query.png", "montage.png", "index.html")),
+    ]:
         stale.unlink(missing_ok=True)
     if sequences is None:
         sequences = list(query_study.sequences) if query_study is not None else []
@@ -207,11 +242,20 @@ def write_report(
     rows: list[tuple[str, RowImages]] = []
     if query_study is not None and query_mask is not None:
         rows.append((_caption_query(result), row_images(query_study, query_mask, sequences)))
+    words: dict[str, object] = {}
     for hit in tqdm(result.hits, desc="rendering hits", unit="case", disable=len(result.hits) < 5):
         try:
             case = store.get(hit.case_id)
+            if explain and encoder is not None and result.text.strip() and case.report.strip():
+                from .explain.words import word_matches
+
+                words[hit.case_id] = word_matches(encoder.encode_texts, result.text, case.report)
             study = store.load_study(case)
-            row = row_images(study, store.load_mask(case, study), sequences)
+            hit_mask = store.load_mask(case, study)
+            if explain and encoder is not None and query_study is not None and query_mask is not None:
+                row = _explained_row(encoder, explain, query_study, query_mask, study, hit_mask, sequences)
+            else:
+                row = row_images(study, hit_mask, sequences)
         except (ValueError, OSError, RuntimeError) as exc:  # moved or unreadable files: placeholder panels
             log.warning(
                 "case %s: images not rendered (%s)",
@@ -231,11 +275,33 @@ def write_report(
         row_paths.append(render_row(out_dir / name, caption, row, columns))
     montage = _stack_pngs(row_paths, out_dir / "montage.png") if row_paths else None
     html_path = out_dir / "index.html"
-    html_path.write_text(_html(result, row_paths, montage, title), encoding="utf-8")
+    html_path.write_text(_html(result, row_paths, montage, title, explain, words, draft), encoding="utf-8")
     return html_path
 
 
-def _html(result: SearchResult, row_paths: Sequence[Path], montage: Path | None, title: str) -> str:
+def _explained_row(encoder, method, query_study, query_mask, study, mask, sequences) -> RowImages:
+    """The hit's panels with its similarity map, plus the query's reference slice with the query's map."""
+    from .explain.pair import explain_pair
+
+    maps = explain_pair(encoder, query_study, query_mask, study, mask, method)
+    row = row_images(study, mask, sequences, overlay=maps.hit.dense())
+    q = row_images(query_study, query_mask, [query_study.reference], overlay=maps.query.dense())
+    name, image, qmask, aspect = q.panels[0]
+    row.panels.append((f"query ({method})", image, qmask, aspect))
+    assert row.overlays is not None and q.overlays is not None
+    row.overlays.append(q.overlays[0])
+    return row
+
+
+def _html(
+    result: SearchResult,
+    row_paths: Sequence[Path],
+    montage: Path | None,
+    title: str,
+    explain: str | None = None,
+    words: dict | None = None,
+    draft=None,
+) -> str:
     e = html.escape
     has_query_row = bool(row_paths) and row_paths[0].name == "query.png"
     hit_images = row_paths[1:] if has_query_row else list(row_paths)
@@ -280,15 +346,47 @@ def _html(result: SearchResult, row_paths: Sequence[Path], montage: Path | None,
             if n < len(hit_images)
             else ""
         )
+        report = e(hit.report_snippet)
+        matched = (words or {}).get(hit.case_id)
+        if matched is not None:
+            report = _marked(hit.report_snippet, matched.shared) + _word_note(matched)
         parts.append(
             f"<tr><td class=num>{hit.rank}</td><td>{e(hit.case_id)}</td><td class=num>{hit.score:.3f}</td>"
             f"<td class=num>{img}</td><td class=num>{txt}</td><td>{e(hit.label or '–')}</td><td>{terms}</td>"
-            f'<td class="report">{e(hit.report_snippet)}</td><td>{picture}</td></tr>'
+            f'<td class="report">{report}</td><td>{picture}</td></tr>'
         )
     parts.append("</table>")
+    if explain:
+        parts.append(
+            f"<p>Similarity maps ({e(explain)}; colour = share of the image similarity, see docs/explain.md): "
+            "each hit row ends with the query's map for that pair. Highlighted words occur in both the query "
+            "notes and the report; the words listed lower the text score most when left out.</p>"
+        )
+    if draft is not None:
+        parts.append(f"<h2>Draft report</h2><pre style='white-space:pre-wrap'>{e(draft.to_markdown())}</pre>")
     if montage is not None:
         parts.append(
             f'<h2>Montage</h2><p><img src="{e(montage.name)}" alt="montage" style="max-width:100%"></p>'
         )
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _marked(text: str, words) -> str:
+    from .explain.words import highlight_spans
+
+    out, last = [], 0
+    for a, b in highlight_spans(text, words):
+        out += [html.escape(text[last:a]), '<span class="shared">', html.escape(text[a:b]), "</span>"]
+        last = b
+    out.append(html.escape(text[last:]))
+    return "".join(out)
+
+
+def _word_note(matched) -> str:
+    parts = []
+    for side, label in (("query", "notes"), ("report", "report")):
+        top = matched.top(side, 3)
+        if top:
+            parts.append(f"{label}: " + ", ".join(f"{html.escape(w.word)} ({w.drop:+.3f})" for w in top))
+    return f"<br><small>text score {matched.score:.3f}; leave-one-word-out: {'; '.join(parts) or '–'}</small>"

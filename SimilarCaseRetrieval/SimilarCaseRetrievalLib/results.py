@@ -17,7 +17,8 @@ SNIPPET_CHARS = 200
 @dataclass
 class Hit:
     """One retrieved case. `text_score` of a case without text compares the query text with its image
-    embedding (shared space); `has_text` says which."""
+    embedding (shared space); `has_text` says which. `lexical_score`: BM25 of the query text's words in the
+    case's notes and report (0: none of them; None: no query text)."""
 
     case_id: str
     score: float
@@ -29,6 +30,7 @@ class Hit:
     report_snippet: str
     has_text: bool = True
     rank: int = 0
+    lexical_score: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,6 +53,7 @@ class SearchResult:
     terms: list[str] = field(default_factory=list)
     sequences: list[str] = field(default_factory=list)
     refined: int = 0  # rounds of relevance feedback applied
+    backbone_vector: np.ndarray | None = None  # the query text's sentence-model embedding (hybrid scoring)
 
     @property
     def mode(self) -> str:
@@ -87,6 +90,7 @@ class SearchResult:
             query_terms_p=np.asarray(list(self.query_terms.values()), dtype=np.float32),
             query_terms=np.asarray(list(self.query_terms), dtype=str),
             model_version=np.asarray(self.model_version, dtype=str),
+            query_text=np.asarray(self.text or "", dtype=str),  # for the BM25 side of hybrid text scoring
         )
 
 
@@ -100,6 +104,7 @@ class SavedQuery:
     k: int
     query_terms: dict[str, float]
     model_version: str | None
+    text: str = ""  # the query text (BM25 side of hybrid scoring); "" in files saved before it was kept
 
 
 def load_query(path: str | Path) -> SavedQuery:
@@ -114,6 +119,7 @@ def load_query(path: str | Path) -> SavedQuery:
             names = [str(t) for t in data["query_terms"]] if "query_terms" in data else []
             probs = [float(p) for p in data["query_terms_p"]] if "query_terms_p" in data else []
             version = str(data["model_version"]) if "model_version" in data else None
+            query_text = str(data["query_text"]) if "query_text" in data else ""
     except (OSError, ValueError, KeyError) as exc:
         raise CaseInputError(
             path, f"not a saved query ({exc})", "write it with `similar-cases search --save-query`"
@@ -130,6 +136,7 @@ def load_query(path: str | Path) -> SavedQuery:
         k=k,
         query_terms=dict(zip(names, probs, strict=True)),
         model_version=version,
+        text=query_text,
     )
 
 

@@ -89,6 +89,12 @@ def extract_roi(study: Study, mask: sitk.Image, sequences: Sequence[str], config
     sequences = list(sequences)
     study.require(sequences)
     reference = study.reference_image
+    if config.grid[2] > 1 and reference.GetSize()[2] == 1:
+        raise CaseInputError(
+            study.paths.get(study.reference, f"sequence {study.reference}"),
+            f"a 2D image (one slice) for a 3D model (its ROI is {config.grid[2]} slices deep)",
+            "give the 3D volume of every sequence, or use a model trained on 2D images",
+        )
     mask = conform_mask(mask, reference, "mask")
     mask_array = sitk.GetArrayViewFromImage(mask)
     box = _bounding_box(mask_array)  # ((z0, z1), (y0, y1), (x0, x1)) inclusive
@@ -179,22 +185,52 @@ def _bounding_box(mask: np.ndarray) -> tuple[tuple[int, int], ...]:
     return tuple(box)
 
 
-def _plan_axes(box, spacing_zyx: np.ndarray, shape_zyx, config: RoiConfig) -> list[_AxisPlan]:
-    """Output sampling per axis (Z, Y, X) in input continuous-index coordinates."""
+@dataclass(frozen=True)
+class RoiSampling:
+    """Where each ROI voxel was sampled in its volume: per axis (Z, Y, X) the continuous voxel index of each
+    output position (before the flips), and the output axes flipped afterwards (see `extract_roi`)."""
+
+    positions: tuple[np.ndarray, np.ndarray, np.ndarray]
+    flips: tuple[int, ...]
+    volume_shape: tuple[int, int, int]  # (Z, Y, X) of the reference volume
+
+
+def roi_sampling(reference: sitk.Image, mask: sitk.Image, config: RoiConfig) -> RoiSampling:
+    """The geometry `extract_roi` uses for this mask (to map ROI-space values back into the volume)."""
+    import SimpleITK as sitk
+
+    mask = conform_mask(mask, reference, "mask")
+    mask_array = sitk.GetArrayViewFromImage(mask)
+    box = _bounding_box(mask_array)
+    spacing_zyx = np.asarray(reference.GetSpacing(), dtype=float)[::-1]
+    positions = tuple(p for p, _ in _axis_positions(box, spacing_zyx, config))
+    return RoiSampling(positions, tuple(_flipped_axes(reference)), tuple(mask_array.shape))  # type: ignore[arg-type]
+
+
+def _axis_positions(box, spacing_zyx: np.ndarray, config: RoiConfig) -> list[tuple[np.ndarray, float]]:
+    """Per axis (Z, Y, X): output positions in input continuous-index coordinates and the filter step."""
     gz, gy, gx = config.shape
     extent = np.array([(hi - lo + 1) * sp for (lo, hi), sp in zip(box, spacing_zyx, strict=True)])  # mm
     field = extent + 2 * config.margin_mm
     scale_xy = max(field[2] / gx, field[1] / gy, 1e-6)
     scale_z = scale_xy if gz == 1 else max(scale_xy, field[0] / gz)
     scales = (scale_z, scale_xy, scale_xy)
-    plans = []
+    out = []
     for axis, n_out in enumerate((gz, gy, gx)):
         lo, hi = box[axis]
         centre = 0.5 * (lo + hi)
         step = scales[axis] / spacing_zyx[axis]  # input voxels per output voxel
         positions = centre + (np.arange(n_out) - 0.5 * (n_out - 1)) * step
-        plans.append(_axis_weights(positions, step if n_out > 1 else 1.0, shape_zyx[axis]))
-    return plans
+        out.append((positions, step if n_out > 1 else 1.0))
+    return out
+
+
+def _plan_axes(box, spacing_zyx: np.ndarray, shape_zyx, config: RoiConfig) -> list[_AxisPlan]:
+    """Output sampling per axis (Z, Y, X) in input continuous-index coordinates."""
+    return [
+        _axis_weights(positions, step, shape_zyx[axis])
+        for axis, (positions, step) in enumerate(_axis_positions(box, spacing_zyx, config))
+    ]
 
 
 def _axis_weights(positions: np.ndarray, step: float, n_in: int) -> _AxisPlan:

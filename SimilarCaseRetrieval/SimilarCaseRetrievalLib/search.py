@@ -6,6 +6,10 @@ Scoring: `score = (1 - w) * cos(img_q, img_c) + w * cos(txt_q, txt_c)` with `w =
   encoder maps both into one space), so fused and text queries still rank it; its hit says `has_text=False`.
 Candidates come from the index (exact below `IndexConfig.exact_threshold`, hnswlib above, over-fetched), are
 filtered (label, terms, sequences) and rescored exactly.
+Hybrid text scoring (`HybridConfig`, default normalised fusion): the query text's words are also searched in
+the case store's FTS5 index (BM25 over notes + reports); matching cases join the candidates and the text
+similarity becomes `(1 - l) cos(txt_q, txt_c) + l * bm25 / max bm25` (docs/search.md). Without FTS5 in SQLite,
+or with `HybridConfig(method="dense")`, the score is the embeddings' alone.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from .feedback import RocchioConfig, rocchio
 from .index import ArchiveIndex, IndexConfig, ScoredCase
 from .indexer import (
     commit_embeddings,
-    embed_rois_and_texts,
+    embed_images,
+    embed_texts_and_backbone,
     index_archive,
     open_index,
     require_cases,
     torch_threads,
 )
+from .lexical import HybridConfig
 from .results import Hit, SavedQuery, SearchResult, snippet
 
 if TYPE_CHECKING:
@@ -115,6 +121,7 @@ class SearchEngine:
         *,
         config: IndexConfig | None = None,
         feedback: RocchioConfig | None = None,
+        hybrid: HybridConfig | None = None,
         encoder: CaseEncoder | None = None,
         auto_index: bool = False,
         progress: bool = False,
@@ -130,11 +137,14 @@ class SearchEngine:
                 "no case store (cases.sqlite) here",
                 "ingest cases first (`similar-cases ingest`) or run `similar-cases demo`",
             )
-        self.store: CaseStore = CaseStore(archive_dir, create=False)
+        self.store: CaseStore = CaseStore(
+            archive_dir, create=False, readonly=None
+        )  # read-only disk: searchable
         self.encoder: CaseEncoder = encoder if encoder is not None else load_encoder(model_dir)
         self.model_dir = model_dir
         self.config = config or IndexConfig()
         self.feedback = feedback or RocchioConfig()
+        self._hybrid = hybrid
         self.threads = threads  # torch intra-op threads while encoding (restored after; None: leave as is)
         self._predicted: dict[str, dict[str, float]] | None = None
         require_cases(self.store)
@@ -143,6 +153,18 @@ class SearchEngine:
     @property
     def version(self) -> str:
         return self.encoder.version
+
+    @property
+    def hybrid(self) -> HybridConfig:
+        """The text scoring config: the one given, else the one chosen for this archive and model at indexing
+        (lexical/calibrate.py), else the default."""
+        if self._hybrid is None:
+            state = self.store.hybrid_state(self.version) or {}
+            try:
+                self._hybrid = HybridConfig(**state["config"]) if "config" in state else HybridConfig()
+            except (TypeError, ValueError):
+                self._hybrid = HybridConfig()
+        return self._hybrid
 
     @property
     def term_names(self) -> list[str]:
@@ -177,16 +199,17 @@ class SearchEngine:
                 total,
                 self.version,
             )
-        return open_index(self.store, self.version, self.config)
+        return open_index(self.store, self.version, self.config, must_save=False)
 
     # ----------------------------------------------------------------- queries
     def encode_query(self, study: Study | None = None, mask: sitk.Image | None = None, text: str = ""):
         """(image vector or None, text vector or None, query terms)."""
         with torch_threads(self.threads):
-            return self._encode_query(study, mask, text)
+            return self._encode_query(study, mask, text)[:3]
 
     def _encode_query(self, study, mask, text: str):
-        image_vector, query_terms = None, {}
+        """(image vector, text vector, query terms, backbone text vector or None)."""
+        image_vector, query_terms, backbone = None, {}, None
         if study is not None or mask is not None:
             if study is None or mask is None:
                 raise CaseInputError(
@@ -200,12 +223,14 @@ class SearchEngine:
             query_terms = select_terms(self.term_names, np.asarray(pred.term_probs)[0])
         text_vector = None
         if text and text.strip():
-            text_vector = np.asarray(self.encoder.encode_texts([text]), dtype=np.float32)[0]
+            vectors, backbones = embed_texts_and_backbone(self.encoder, [text])
+            text_vector = np.asarray(vectors, dtype=np.float32)[0]
+            backbone = None if backbones is None else np.asarray(backbones[0], dtype=np.float32)
             if image_vector is None:
                 query_terms = terms_in_text(self.term_names, text)
         if image_vector is None and text_vector is None:
             raise CaseInputError("query", "empty query", "give a study with a segment, a text, or both")
-        return image_vector, text_vector, query_terms
+        return image_vector, text_vector, query_terms, backbone
 
     def search(
         self,
@@ -221,7 +246,8 @@ class SearchEngine:
         query_id: str | None = None,
     ) -> SearchResult:
         """The k most similar cases to the query (see module doc for the score)."""
-        image_vector, text_vector, query_terms = self.encode_query(study, mask, text)
+        with torch_threads(self.threads):
+            image_vector, text_vector, query_terms, backbone = self._encode_query(study, mask, text)
         return self.search_vectors(
             image_vector,
             text_vector,
@@ -233,6 +259,7 @@ class SearchEngine:
             query_terms=query_terms,
             query_id=query_id,
             text=text,
+            backbone_vector=backbone,
         )
 
     def search_vectors(
@@ -249,8 +276,10 @@ class SearchEngine:
         query_id: str | None = None,
         text: str = "",
         refined: int = 0,
+        backbone_vector: np.ndarray | None = None,
     ) -> SearchResult:
-        """Search with query vectors (e.g. refined, or loaded with `--load-query`)."""
+        """Search with query vectors (e.g. refined, or loaded with `--load-query`); `text` adds the BM25 side
+        and `backbone_vector` (the text's sentence-model embedding) the backbone cosine of hybrid scoring."""
         if k < 1:
             raise CaseInputError("query", f"k = {k}", "ask for at least one hit (k >= 1)")
         for name, v in (("image", image_vector), ("text", text_vector)):
@@ -268,7 +297,17 @@ class SearchEngine:
         elif image_vector is None:
             w = 1.0
         allowed = self._allowed(label, terms, sequences)
-        scored = self.index.search(image_vector, text_vector, text_weight=w, k=k, allowed=allowed)
+        lexical = self.lexical_scores(text) if w > 0 else None
+        scored = self.index.search(
+            image_vector,
+            text_vector,
+            text_weight=w,
+            k=k,
+            allowed=allowed,
+            lexical=lexical,
+            hybrid=self.hybrid,
+            backbone=backbone_vector,
+        )
         query_terms = dict(query_terms or {})
         hits = [
             self._hit(s, n + 1, query_terms, image_vector is not None, text_vector is not None)
@@ -288,7 +327,16 @@ class SearchEngine:
             terms=list(terms or []),
             sequences=list(sequences or []),
             refined=refined,
+            backbone_vector=backbone_vector,
         )
+
+    def lexical_scores(self, text: str) -> dict[str, float] | None:
+        """case id -> BM25 of the query text's words in its notes and report (all matching cases when the
+        search is exact, else the best `hybrid.candidates`); None when not used (no text, no FTS5, dense)."""
+        if not (text and text.strip()) or not self.hybrid.uses_lexical or not self.store.lexical_available:
+            return None
+        limit = None if len(self.index) < self.config.exact_threshold else self.hybrid.candidates
+        return dict(self.store.lexical_search(text, limit))
 
     def search_saved(self, saved: SavedQuery, **kwargs) -> SearchResult:
         """Search again with a query saved by `SearchResult.save_query`."""
@@ -299,6 +347,7 @@ class SearchEngine:
         kwargs.setdefault("k", saved.k)
         kwargs.setdefault("text_weight", saved.text_weight)
         kwargs.setdefault("query_terms", saved.query_terms)
+        kwargs.setdefault("text", saved.text)
         return self.search_vectors(saved.image_vector, saved.text_vector, **kwargs)
 
     def _allowed(self, label, terms, sequences) -> set[str] | None:
@@ -356,6 +405,7 @@ class SearchEngine:
             score=s.score,
             image_score=s.image_score if has_image else None,
             text_score=s.text_score if has_text else None,
+            lexical_score=s.lexical_score if has_text else None,
             label=case.label,
             terms=terms,
             shared_terms=shared_terms(list(query_terms), terms),
@@ -396,7 +446,9 @@ class SearchEngine:
             if result.text_vector is not None
             else None
         )
-        if log_feedback:
+        if log_feedback and self.store.readonly:
+            log.warning("the archive is read-only: this feedback is not logged")
+        elif log_feedback:
             self.store.log_feedback(result.query_id, relevant, not_relevant)
         return self.search_vectors(
             image,
@@ -410,6 +462,7 @@ class SearchEngine:
             query_id=result.query_id,
             text=result.text,
             refined=result.refined + 1,
+            backbone_vector=result.backbone_vector,
         )
 
     # ----------------------------------------------------------------- annotators
@@ -417,14 +470,15 @@ class SearchEngine:
         """Store the case, embed it and add it to the index at once (nothing stored if anything fails)."""
         roi = self.encoder.roi_for(study, mask)  # validates the study and mask before touching the store
         with torch_threads(self.threads):
-            image, text, probs = embed_rois_and_texts(self.encoder, roi[None], [case.text])
+            image, probs = embed_images(self.encoder, roi[None])
+            text, backbone = embed_texts_and_backbone(self.encoder, [case.text])
         with self.store.transaction():
             self.store.add(case)
             fused = commit_embeddings(
-                self.store, self.version, self.term_names, [case.case_id], image, text, probs
+                self.store, self.version, self.term_names, [case.case_id], image, text, probs, backbone
             )
         self._predicted = None
-        self.index.add([case.case_id], fused)
+        self.index.add([case.case_id], fused, None if backbone is None else np.nan_to_num(backbone))
         if len(self.index) <= SAVE_ON_ADD_LIMIT:
             self.index.save()
         # else: saving every graph per added case is slow; the next open finds the case in the store and

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import CaseInputError
-from .geometry import as_3d, overlaps, resample_to, same_grid
+from .geometry import as_3d, grid_mismatch, overlaps, resample_to, same_grid
 from .volume_io import (
     PICTURE_SUFFIXES,
+    RESAMPLE_OPTION,
     VOLUME_SUFFIXES,
     _read_dicom_series,
     _read_file,
@@ -29,10 +30,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def read_mask(path: str | Path, reference: sitk.Image, segment: str | int | None = None) -> sitk.Image:
-    """Read the segment's voxels as a uint8 0/1 image on `reference`'s grid (nearest-neighbour resampling)."""
+def read_mask(
+    path: str | Path, reference: sitk.Image, segment: str | int | None = None, *, resample: bool = False
+) -> sitk.Image:
+    """Read the segment's voxels as a uint8 0/1 image on `reference`'s grid.
+
+    The mask file must lie on the image's voxel grid (geometry.grid_mismatch: spacing, direction, origin);
+    a mask on another grid is refused unless `resample` (or the reference ends in `#resample=1`), when it is
+    resampled by physical position (nearest neighbour) with a warning."""
     import SimpleITK as sitk
 
+    resample = resample or RESAMPLE_OPTION in str(path).partition("#")[2].split("&")
     path, series_uid, _ = split_reference(path)
     if not path.exists():
         raise CaseInputError(path, "mask file not found", "check the mask path")
@@ -50,6 +58,16 @@ def read_mask(path: str | Path, reference: sitk.Image, segment: str | int | None
         mask = as_3d(mask)
     if mask.GetPixelID() != sitk.sitkUInt8:
         mask = sitk.Cast(mask, sitk.sitkUInt8)
+    problem = grid_mismatch(mask, reference)
+    if problem and not resample and overlaps(mask, reference):  # no overlap at all: check_mask says so
+        raise CaseInputError(
+            path,
+            f"mask is not on the image's grid: {problem}",
+            "export the mask on the image's grid, or resample it by physical position with --resample-mask "
+            "(manifest: end the mask path with '#resample=1')",
+        )
+    if problem:
+        log.warning("%s: mask resampled onto the image's grid by physical position (%s)", path.name, problem)
     return conform_mask(mask, reference, path)
 
 

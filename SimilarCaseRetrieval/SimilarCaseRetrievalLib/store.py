@@ -1,14 +1,20 @@
 """The case store: an SQLite file `cases.sqlite` inside the archive folder.
 
 Tables: `schema_version`, `cases` (no column for patient names; `patient_id` is pseudonymous),
-`embeddings` (case_id, model_version, kind) -> float32 blob + dimension, `predicted_terms`, `feedback`.
-Every write runs in one transaction; `add_many` is all-or-nothing; removing a case removes its embeddings and
-predicted terms. Paths inside the archive folder are stored relative to it.
+`embeddings` (case_id, model_version, kind) -> float32 blob + dimension, `predicted_terms`, `feedback`, and
+(schema 3, where SQLite has FTS5) the lexical index of the notes and reports (`lexical/fts.py`), written in the
+same transactions as the cases.
+Each case row carries a `revision` (schema 2): a fresh random token on every insert, replace and update, so that
+an embedding computed from an older version of the case is refused at commit (`current_revisions`).
+Every write runs in one transaction; `add_many` is all-or-nothing; removing a case removes its embeddings,
+predicted terms and lexical entry. Paths inside the archive folder are stored relative to it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -20,16 +26,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import CaseInputError
+from .errors import CaseInputError, StorageError, storage_error
+from .lexical import fts
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
     from .study import Study
 
+log = logging.getLogger(__name__)
+
 DB_NAME = "cases.sqlite"
-SCHEMA_VERSION = 1
-EMBEDDING_KINDS = ("image", "text", "fused")
+SCHEMA_VERSION = 3  # 2: cases.revision (_migrate_add_revision); 3: the lexical (FTS5) index
+EMBEDDING_KINDS = ("image", "text", "fused", "sentence")  # sentence: the text backbone (indexer.py)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -116,9 +125,18 @@ class UnknownCaseError(CaseInputError, KeyError):
 class CaseStore:
     """SQLite-backed case archive. Use `with store.transaction():` to group several writes."""
 
-    def __init__(self, archive_dir: Path | str, *, create: bool = True):
+    def __init__(self, archive_dir: Path | str, *, create: bool = True, readonly: bool | None = False):
+        """Open (or create, with `create`) the store of `archive_dir`. `readonly`: True opens it for reading
+        only (no journal, WAL or schema writes: an archive on a read-only disk or share is searchable); None
+        decides by whether the archive can be written; writes then raise StorageError."""
         self.archive_dir = Path(archive_dir).expanduser().resolve()
         self.db_path = self.archive_dir / DB_NAME
+        if self.archive_dir.exists() and not self.archive_dir.is_dir():
+            raise CaseInputError(
+                self.archive_dir,
+                "is a file, not an archive folder",
+                "give a folder (new or holding cases.sqlite)",
+            )
         if not self.db_path.exists():
             if not create:
                 raise CaseInputError(
@@ -126,21 +144,47 @@ class CaseStore:
                     "no case store here (cases.sqlite missing)",
                     "run `similar-cases ingest` or `demo` first",
                 )
-            self.archive_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.archive_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise storage_error(self.db_path, exc, "cannot create the archive") from None
+            readonly = False
+        elif readonly is None:
+            readonly = not (os.access(self.db_path, os.W_OK) and os.access(self.archive_dir, os.W_OK))
+        self.readonly = bool(readonly)
         self._lock = threading.RLock()
         self._depth = 0
         try:
-            self._conn = sqlite3.connect(str(self.db_path), isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            try:
-                self._conn.execute("PRAGMA journal_mode = WAL")
-            except sqlite3.DatabaseError:
-                pass  # e.g. network file systems; the default rollback journal is fine
-            self._init_schema()
+            if self.readonly:
+                self._conn = _connect_readonly(self.db_path)
+                self._check_schema_version()
+                self._lexical_tables = fts.has_tables(self._conn)
+                self._lexical = self._lexical_tables and fts.available()
+            else:
+                self._conn = sqlite3.connect(str(self.db_path), isolation_level=None, check_same_thread=False)
+                self._conn.execute("PRAGMA foreign_keys = ON")
+                try:
+                    self._conn.execute("PRAGMA journal_mode = WAL")
+                except sqlite3.DatabaseError:
+                    pass  # e.g. network file systems; the default rollback journal is fine
+                self._init_schema()
+        except StorageError:
+            raise
         except sqlite3.DatabaseError as exc:
+            if _is_storage_failure(exc):
+                raise storage_error(self.db_path, exc, "cannot open the case store for writing") from None
             raise CaseInputError(
                 self.db_path, f"not a readable case store ({exc})", "restore it or use another archive"
             ) from None
+
+    def _check_schema_version(self) -> None:
+        row = self._conn.execute("SELECT version FROM schema_version").fetchone()
+        if row is not None and row[0] > SCHEMA_VERSION:
+            raise CaseInputError(
+                self.db_path,
+                f"case store schema version {row[0]} is newer than this software ({SCHEMA_VERSION})",
+                "upgrade SimilarCaseRetrieval",
+            )
 
     # ---- connection and transactions -------------------------------------------------------------------
     def _init_schema(self) -> None:
@@ -156,6 +200,10 @@ class CaseStore:
                     f"case store schema version {row[0]} is newer than this software ({SCHEMA_VERSION})",
                     "upgrade SimilarCaseRetrieval",
                 )
+            _migrate_add_revision(conn)
+            self._lexical = _migrate_add_fts(conn)
+            self._lexical_tables = fts.has_tables(conn)
+            conn.execute("UPDATE schema_version SET version = ? WHERE version < ?", (SCHEMA_VERSION, SCHEMA_VERSION))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -164,22 +212,44 @@ class CaseStore:
         A nested block is a savepoint: if it raises, only its own writes are undone (and the exception
         propagates to the enclosing block, which rolls back everything unless it handles the exception).
         """
+        if self.readonly:
+            raise StorageError(
+                self.db_path, "the archive is open read-only", "copy it to a writable folder to change it"
+            )
         with self._lock:
             depth = self._depth
-            self._conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT sp{depth}")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT sp{depth}")
+            except sqlite3.OperationalError as exc:
+                if _is_storage_failure(exc):
+                    raise storage_error(self.db_path, exc, "cannot write the case store") from None
+                raise
             self._depth += 1
             try:
                 yield self._conn
-            except BaseException:
+            except BaseException as exc:
                 self._depth -= 1
                 if depth == 0:
-                    self._conn.execute("ROLLBACK")
-                else:
+                    if self._conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                        self._conn.execute("ROLLBACK")
+                elif self._conn.in_transaction:  # else SQLite rolled the whole transaction back (disk full)
                     self._conn.execute(f"ROLLBACK TO sp{depth}")
                     self._conn.execute(f"RELEASE sp{depth}")
+                if depth == 0 and isinstance(exc, sqlite3.OperationalError) and _is_storage_failure(exc):
+                    raise storage_error(self.db_path, exc, "cannot write the case store") from None
                 raise
             self._depth -= 1
-            self._conn.execute("COMMIT" if depth == 0 else f"RELEASE sp{depth}")
+            if depth:
+                self._conn.execute(f"RELEASE sp{depth}")
+                return
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if _is_storage_failure(exc):
+                    raise storage_error(self.db_path, exc, "cannot write the case store") from None
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -238,6 +308,9 @@ class CaseStore:
         )
 
     def _insert(self, conn: sqlite3.Connection, case: Case, replace: bool) -> None:
+        from .case_ids import check_case_id
+
+        check_case_id(case.case_id, f"case {ascii(case.case_id)[1:-1][:80]}")
         row = self._row(case)
         if replace:
             conn.execute("DELETE FROM cases WHERE case_id = ?", (case.case_id,))
@@ -247,11 +320,61 @@ class CaseStore:
                 "case id already in the archive",
                 "use another id, update(), or --replace",
             )
-        placeholders = ", ".join("?" * (len(_CASE_COLUMNS) + 1))
+        placeholders = ", ".join("?" * (len(_CASE_COLUMNS) + 2))
         conn.execute(
-            f"INSERT INTO cases ({', '.join(_CASE_COLUMNS)}, added_at) VALUES ({placeholders})",
-            (*row, _now()),
+            f"INSERT INTO cases ({', '.join(_CASE_COLUMNS)}, added_at, revision) VALUES ({placeholders})",
+            (*row, _now(), _new_revision()),
         )
+        self._lexical_add(conn, case)
+
+    # ---- lexical index (FTS5; lexical/fts.py) ---------------------------------------------------------------
+    def _lexical_add(self, conn: sqlite3.Connection, case: Case) -> None:
+        if self._lexical:
+            fts.add(conn, case.case_id, case.notes or "", case.report or "")
+        elif self._lexical_tables:  # made with FTS5, written without it: the next process with FTS5 rebuilds
+            fts.mark_stale(conn)
+
+    def _lexical_remove(self, conn: sqlite3.Connection, case_id: str) -> None:
+        if self._lexical:
+            fts.remove(conn, case_id)
+        elif self._lexical_tables:
+            fts.mark_stale(conn)
+
+    @property
+    def lexical_available(self) -> bool:
+        """Whether word (BM25) search over notes and reports works here (SQLite with FTS5)."""
+        return self._lexical
+
+    def lexical_search(self, text: str, limit: int | None = None) -> list[tuple[str, float]]:
+        """(case id, BM25 score > 0) of the cases whose notes or report share a word with `text`, best first
+        (at most `limit`); [] without FTS5 or without searchable words."""
+        if not self._lexical:
+            return []
+        with self._lock:
+            return fts.search(self._conn, text, limit)
+
+    def hybrid_state(self, model_version: str) -> dict | None:
+        """The hybrid scoring config chosen for this archive and model (`lexical/calibrate.py`), or None."""
+        if not self._lexical:
+            return None
+        with self._lock:
+            value = fts.get_state(self._conn, f"hybrid/{model_version}")
+        try:
+            return json.loads(value) if value else None
+        except ValueError:
+            return None
+
+    def set_hybrid_state(self, model_version: str, state: dict) -> None:
+        if self._lexical:
+            with self.transaction() as conn:
+                fts.put_state(conn, f"hybrid/{model_version}", json.dumps(state))
+
+    def matched_words(self, text: str, case_id: str) -> dict[str, list[str]]:
+        """The words of the case's notes and of its report that matched the query `text` (per column)."""
+        if not self._lexical:
+            return {c: [] for c in fts.COLUMNS}
+        with self._lock:
+            return fts.matched_words(self._conn, text, case_id)
 
     @staticmethod
     def _exists(conn: sqlite3.Connection, case_id: str) -> bool:
@@ -280,8 +403,11 @@ class CaseStore:
         with self.transaction() as conn:
             if not self._exists(conn, case.case_id):
                 raise self._unknown(case.case_id)
-            assignments = ", ".join(f"{c} = ?" for c in _CASE_COLUMNS[1:])
-            conn.execute(f"UPDATE cases SET {assignments} WHERE case_id = ?", (*row[1:], case.case_id))
+            assignments = ", ".join(f"{c} = ?" for c in (*_CASE_COLUMNS[1:], "revision"))
+            conn.execute(
+                f"UPDATE cases SET {assignments} WHERE case_id = ?", (*row[1:], _new_revision(), case.case_id)
+            )
+            self._lexical_add(conn, case)
 
     def remove(self, case_id: str) -> None:
         """Remove a case with its embeddings and predicted terms."""
@@ -291,6 +417,7 @@ class CaseStore:
             conn.execute("DELETE FROM embeddings WHERE case_id = ?", (case_id,))
             conn.execute("DELETE FROM predicted_terms WHERE case_id = ?", (case_id,))
             conn.execute("DELETE FROM cases WHERE case_id = ?", (case_id,))
+            self._lexical_remove(conn, case_id)
 
     def get(self, case_id: str) -> Case:
         with self._lock:
@@ -314,6 +441,22 @@ class CaseStore:
         if term is not None:
             cases = [c for c in cases if term in c.terms]
         return cases
+
+    def current_revisions(self, case_ids: Iterable[str]) -> dict[str, int]:
+        """case id -> its revision now (cases not in the store are left out). An embedding is current when
+        the revision read before its files were read is still the case's revision at commit."""
+        ids = list(case_ids)
+        out: dict[str, int] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                out.update(
+                    self._conn.execute(
+                        f"SELECT case_id, revision FROM cases WHERE case_id IN ({marks})", part
+                    ).fetchall()
+                )
+        return out
 
     def ids(self) -> list[str]:
         with self._lock:
@@ -391,9 +534,14 @@ class CaseStore:
             ).fetchall()
         if not rows:
             return [], np.zeros((0, 0), dtype=np.float32)
-        dim = rows[0][1]
-        vectors = np.stack([np.frombuffer(r[2], dtype=np.float32, count=dim) for r in rows])
-        return [r[0] for r in rows], vectors
+        dim = int(np.median([r[1] for r in rows]))
+        sound = [r for r in rows if r[1] == dim and isinstance(r[2], bytes) and len(r[2]) == 4 * dim]
+        if len(sound) < len(rows):
+            log.warning("%d stored %s embedding(s) damaged (size); left out", len(rows) - len(sound), kind)
+        if not sound:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        vectors = np.stack([np.frombuffer(r[2], dtype=np.float32, count=dim) for r in sound])
+        return [r[0] for r in sound], vectors
 
     def delete_embeddings(self, model_version: str, kind: str | None = None) -> None:
         with self.transaction() as conn:
@@ -483,6 +631,27 @@ class CaseStore:
         }
 
 
+_NO_FTS_LOGGED = False
+
+
+def _migrate_add_fts(conn: sqlite3.Connection) -> bool:
+    """Schema 2: the lexical (FTS5) index of notes and reports, created and filled from `cases` when missing,
+    rebuilt when marked stale. Idempotent (runs at every open, in the opening transaction). Without FTS5 in
+    this SQLite: nothing is created, a one-time message is logged, and False is returned (text search then
+    uses the embeddings only)."""
+    global _NO_FTS_LOGGED
+    if fts.ensure(conn):
+        return True
+    if not _NO_FTS_LOGGED:
+        _NO_FTS_LOGGED = True
+        log.warning(
+            "this Python's SQLite (%s) has no FTS5: text search ranks by the embeddings only, without word "
+            "matching (BM25); see docs/search.md",
+            sqlite3.sqlite_version,
+        )
+    return False
+
+
 def _case_from_row(row: tuple) -> Case:
     values = dict(zip(_CASE_COLUMNS, row, strict=True))
     return Case(
@@ -497,6 +666,47 @@ def _case_from_row(row: tuple) -> Case:
         patient_id=values["patient_id"],
         study_date=values["study_date"],
     )
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection: `mode=ro` (sees a pending WAL), else `immutable=1` when the folder cannot hold
+    the WAL index (-shm) a WAL-mode reader needs, e.g. on a read-only disk."""
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(path))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        wal = path.with_name(path.name + "-wal")
+        if wal.is_file() and wal.stat().st_size > 0:
+            log.warning("%s: unmerged writes in %s cannot be read on a read-only disk", path, wal.name)
+        return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+
+
+def _is_storage_failure(exc: BaseException) -> bool:
+    """SQLite errors that mean the disk, not the data: full, read-only, I/O, file size limit."""
+    text = str(exc).lower()
+    return any(k in text for k in ("disk is full", "readonly", "read-only", "disk i/o", "unable to open"))
+
+
+def _migrate_add_revision(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: add `cases.revision` (existing cases get random tokens); idempotent."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(cases)")}
+    if "revision" not in columns:
+        conn.execute("ALTER TABLE cases ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
+        ids = [r[0] for r in conn.execute("SELECT case_id FROM cases")]
+        conn.executemany(
+            "UPDATE cases SET revision = ? WHERE case_id = ?", [(_new_revision(), i) for i in ids]
+        )
+
+
+def _new_revision() -> int:
+    """A fresh revision token (62 random bits: two versions of a case never share one in practice)."""
+    import secrets
+
+    return secrets.randbits(62) + 1
 
 
 def _now() -> str:

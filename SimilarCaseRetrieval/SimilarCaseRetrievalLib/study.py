@@ -143,6 +143,12 @@ def _conform(images: dict[str, sitk.Image], reference: str, paths: dict[str, Pat
     for name, image in images.items():
         if name != reference:
             where = split_reference(paths[name])[0] if name in paths else f"sequence {name}"
+            if image.GetSize()[2] == 1 < ref.GetSize()[2]:
+                raise CaseInputError(
+                    where,
+                    f"sequence {name} is a single slice (2D) but the reference sequence {reference} is 3D",
+                    "give the 3D volume of every sequence of the study",
+                )
             if not overlaps(image, ref):
                 raise CaseInputError(
                     where,

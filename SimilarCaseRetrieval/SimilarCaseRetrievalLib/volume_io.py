@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-_OPTION = re.compile(r"^(frame|series)=(.+)$")
+_OPTION = re.compile(r"^(frame|series|resample)=(.+)$")
+RESAMPLE_OPTION = (
+    "resample=1"  # on a mask reference: resample it onto the image grid (segmentation.read_mask)
+)
 
 
 def split_reference(ref: str | Path) -> tuple[Path, str | None, int | None]:
@@ -36,8 +39,14 @@ def split_reference(ref: str | Path) -> tuple[Path, str | None, int | None]:
     for option in filter(None, options.split("&")):
         match = _OPTION.match(option.strip())
         if not match:
-            raise CaseInputError(text, f"unknown volume option '{option}'", "use '#frame=N' or '#series=UID'")
+            raise CaseInputError(
+                text,
+                f"unknown volume option '{option}'",
+                "use '#frame=N', '#series=UID' or (masks) '#resample=1'",
+            )
         key, value = match.groups()
+        if key == "resample":
+            continue  # a mask option, read by segmentation.read_mask
         if key == "series":
             series_uid = value
         else:
@@ -105,8 +114,17 @@ def check_volume(image: sitk.Image, where: str | Path) -> None:
     values = sitk.GetArrayViewFromImage(image)
     if values.size == 0:
         raise CaseInputError(where, "image has no voxels", "export the volume again")
-    if not np.all(np.isfinite(values)):
-        raise CaseInputError(where, "image contains NaN or infinite values", "fix or re-export the volume")
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise CaseInputError(
+            where, "image has no finite voxel (all NaN or infinite)", "export the real image"
+        )
+    if not finite.all():
+        raise CaseInputError(
+            where,
+            f"image contains {finite.size - int(np.count_nonzero(finite))} NaN or infinite voxel(s)",
+            "fix or re-export the volume",
+        )
     if float(values.min()) == float(values.max()):
         raise CaseInputError(
             where, f"image is constant ({float(values.min()):g} everywhere)", "export the real image data"
@@ -127,7 +145,7 @@ def _read_file(path: Path) -> sitk.Image:
 
     from .nifti_gz import check_nifti_gz
 
-    check_nifti_gz(path)  # ITK would zero-fill a .nii.gz that ends early
+    check_nifti_gz(path)  # ITK would zero-fill a cut-short NIfTI, skip the gzip CRC and turn NaN into 0
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError:

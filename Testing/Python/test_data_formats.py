@@ -168,7 +168,8 @@ def test_label_map_default_segment_value_and_resampling(tmp_path):
     sitk.WriteImage(lm, str(tmp_path / "no1.nii.gz"))
     assert int(sitk.GetArrayFromImage(read_mask(tmp_path / "no1.nii.gz", image)).sum()) == 4 + 9
 
-    # A mask on a finer grid covering the same physical space: nearest-neighbour onto the reference.
+    # A mask on a finer grid covering the same physical space: refused unless asked to resample, then
+    # nearest-neighbour onto the reference.
     fine = sitk.Resample(
         only,
         [40, 40, 12],
@@ -179,7 +180,12 @@ def test_label_map_default_segment_value_and_resampling(tmp_path):
         image.GetDirection(),
     )
     sitk.WriteImage(fine, str(tmp_path / "fine.nrrd"))
-    resampled = read_mask(tmp_path / "fine.nrrd", image)
+    with pytest.raises(CaseInputError, match="not on the image's grid: spacing"):
+        read_mask(tmp_path / "fine.nrrd", image)
+    resampled = read_mask(tmp_path / "fine.nrrd", image, resample=True)
+    assert sitk.GetArrayFromImage(read_mask(f"{tmp_path / 'fine.nrrd'}#resample=1", image)).sum() == (
+        sitk.GetArrayFromImage(resampled).sum()
+    )
     assert resampled.GetSize() == image.GetSize()
     overlap = np.logical_and(sitk.GetArrayFromImage(resampled), sitk.GetArrayFromImage(only)).sum()
     assert overlap >= 0.8 * (sitk.GetArrayFromImage(only) > 0).sum()

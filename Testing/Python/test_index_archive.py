@@ -112,14 +112,15 @@ def test_killed_index_run_leaves_a_consistent_store_and_the_next_run_finishes(tm
     assert proc.returncode == -signal.SIGKILL
     assert 0 < len(partial) < n
     # every case is embedded completely or not at all
-    assert all(kinds == {"image", "text", "fused"} for kinds in partial.values())
+    kinds_of_a_case = {"image", "text", "fused", "sentence"}  # sentence: the backbone text embedding
+    assert all(kinds == kinds_of_a_case for kinds in partial.values())
 
     store = CaseStore(tmp_path / "a")
     assert set(store.get_predicted_terms(encoder.version)) == set(partial)
     report = index_archive(store, encoder, progress=False)
     assert sorted(report.embedded) == sorted(set(store.ids()) - set(partial))
     final = _embedded_kinds(db, encoder.version)
-    assert len(final) == n and all(kinds == {"image", "text", "fused"} for kinds in final.values())
+    assert len(final) == n and all(kinds == kinds_of_a_case for kinds in final.values())
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 3 * n  # no duplicates
+        assert conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 4 * n  # no duplicates
     assert report.indexed == n and (index_dir(store) / SIDECAR).is_file()

@@ -12,6 +12,7 @@ from search_helpers import copy_archive, make_case, tiny_model, write_study
 from SimilarCaseRetrievalLib.errors import CaseInputError
 from SimilarCaseRetrievalLib.feedback import RocchioConfig
 from SimilarCaseRetrievalLib.indexer import index_archive
+from SimilarCaseRetrievalLib.lexical import HybridConfig
 from SimilarCaseRetrievalLib.results import load_query
 from SimilarCaseRetrievalLib.search import SearchEngine, read_query
 from SimilarCaseRetrievalLib.store import CaseStore
@@ -73,12 +74,26 @@ def test_fused_and_text_queries_combine_the_similarities(engine):
     study, mask, case = stored_query(engine, "OV0007")
     fused = engine.search(study=study, mask=mask, text=case.text, k=N, text_weight=0.4)
     assert fused.mode == "fused" and fused.hits[0].case_id == "OV0007"
+    # hybrid text part (normalised fusion): (1 - l) cos_text + l * bm25 / best bm25 (all cases are candidates)
+    lam = engine.hybrid.lexical_weight
+    assert engine.hybrid.method == "normalised" and 0 < lam < 1
+    top_lex = max(h.lexical_score for h in fused.hits)
+    assert top_lex > 0
     for h in fused.hits:
-        assert h.score == pytest.approx(0.6 * h.image_score + 0.4 * h.text_score, abs=1e-5)
+        text_part = (1 - lam) * h.text_score + lam * h.lexical_score / top_lex
+        assert h.score == pytest.approx(0.6 * h.image_score + 0.4 * text_part, abs=1e-5)
     assert "solid:present" in engine.search(text="Solid tissue present, ascites.", k=1).query_terms
-    text_only = engine.search(text=case.text, k=3)
+    text_only = engine.search(text=case.text, k=N)
     assert text_only.mode == "text" and text_only.hits[0].image_score is None
-    assert text_only.hits[0].score == pytest.approx(text_only.hits[0].text_score)
+    top_lex = max(h.lexical_score for h in text_only.hits)
+    for h in text_only.hits:
+        assert h.score == pytest.approx((1 - lam) * h.text_score + lam * h.lexical_score / top_lex, abs=1e-5)
+    # embeddings only: the plain weighted sum of the two cosines
+    dense = SearchEngine(engine.store.archive_dir, encoder=engine.encoder, hybrid=HybridConfig(method="dense"))
+    plain = dense.search(study=study, mask=mask, text=case.text, k=N, text_weight=0.4)
+    for h in plain.hits:
+        assert h.score == pytest.approx(0.6 * h.image_score + 0.4 * h.text_score, abs=1e-5)
+    assert dense.search(text=case.text, k=1).hits[0].score == pytest.approx(text_only.hits[0].text_score)
     # a case without text is still ranked (its image stands in), and flagged
     no_text = {h.case_id: h for h in fused.hits}[NO_TEXT]
     assert not no_text.has_text and all(h.has_text for h in fused.hits if h.case_id != NO_TEXT)

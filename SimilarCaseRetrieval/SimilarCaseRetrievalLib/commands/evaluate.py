@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_text_quantization
+from . import add_hybrid, add_text_quantization, hybrid_from_args
 
 HELP = "measure retrieval quality (mAP, P@k, nDCG) of our model and baselines"
 
@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="simulated relevance-feedback rounds (residual collection)",
     )
     parser.add_argument("--text-weight", type=float, default=0.3, help="text share of the fused score (0.3)")
+    add_hybrid(parser)
     parser.add_argument("--epochs", type=int, default=15, help="training epochs for trained methods (15)")
     add_text_quantization(
         parser, "text model of the encoders trained per fold: int8 (default) or none (fp32)"
@@ -142,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
             text_quantization=args.text_quantization,
             seed=args.seed,
             work_dir=args.work,
+            hybrid=hybrid_from_args(args),
         )
         report = evaluate_method(
             method,

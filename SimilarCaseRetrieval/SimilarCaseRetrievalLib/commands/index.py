@@ -66,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
         readers=max(1, args.readers),
         text_cache=not args.no_text_cache,
     )
+    if report.indexed == 0:
+        print(f"no case could be embedded with model {report.model_version}; the index was not built:")
+        for case_id, reason in list(report.failed.items())[:20]:
+            print(f"  {case_id}: {reason}")
+        if len(report.failed) > 20:
+            print(f"  ... and {len(report.failed) - 20} more")
+        return 1
     mode = "exact" if report.indexed < config.exact_threshold else "hnswlib"
     print(f"embedded {report.speed()} with model {report.model_version}")
     print(f"index: {report.indexed} of {report.total} case(s), {mode} search, at {index_dir(store)}")

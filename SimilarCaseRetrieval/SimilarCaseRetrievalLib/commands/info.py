@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..store import CaseStore
 
-    with CaseStore(args.archive, create=False) as store:
+    with CaseStore(args.archive, create=False, readonly=None) as store:
         summary = store.summary()
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))

@@ -25,18 +25,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="do not read the images and masks (faster)",
     )
+    parser.add_argument(
+        "--resample-mask",
+        action="store_true",
+        help="resample masks that are not on their image's grid by physical position (default: refuse them)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when every row went in, 1 when some rows were rejected (the others went in)."""
+    from pathlib import Path
+
+    from ..errors import CaseInputError
     from ..manifest import ingest_manifest
     from ..store import CaseStore
 
+    if not Path(args.manifest).is_file():  # before the archive is created
+        raise CaseInputError(args.manifest, "manifest not found", "check the path to the manifest CSV")
     start = time.perf_counter()
     with CaseStore(args.archive) as store:
         result = ingest_manifest(
-            args.manifest, store, validate=args.validate, replace=args.replace, progress=not args.quiet
+            args.manifest,
+            store,
+            validate=args.validate,
+            replace=args.replace,
+            progress=not args.quiet,
+            resample_masks=args.resample_mask,
         )
         total = len(store)
     for error in result.errors:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import pacs_search
+from . import add_hybrid, hybrid_from_args, pacs_search
 
 HELP = "find the most similar cases to a query (image + segment, clinical text, or both)"
 
@@ -21,9 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--image", help="query study: a path, or 'T2=a.nii.gz;T1=b.nii.gz;T1FS=c.nii.gz'")
     q.add_argument("--mask", help="segment mask of the query (label map, .seg.nrrd)")
     q.add_argument("--segment", help="segment name or label value inside --mask")
+    q.add_argument(
+        "--resample-mask",
+        action="store_true",
+        help="resample a mask that is not on the image's grid by physical position (default: refuse it)",
+    )
     q.add_argument("--text", default="", help="clinical notes / report text of the query")
     q.add_argument("--text-weight", type=float, default=None, help="text share w of the fused score (0.3)")
     q.add_argument("-k", type=int, default=None, help="number of hits (10)")
+    add_hybrid(q)
     q.add_argument(
         "--queries", help="manifest CSV of queries (ingest columns); one JSON with hits per query id"
     )
@@ -45,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o = parser.add_argument_group("output")
     o.add_argument("--json", help="write the hits as JSON here")
     o.add_argument("--report", help="write a side-by-side report (montage PNG + index.html) into this folder")
+    o.add_argument(
+        "--explain",
+        choices=("gradcam", "occlusion"),
+        help="with --report and an image query: similarity maps over the query and each hit, matched words",
+    )
+    o.add_argument("--draft", action="store_true", help="with --report: add a drafted O-RADS MRI report")
     o.add_argument(
         "--exact-threshold", type=int, default=5000, help="exact search below this many cases (5000)"
     )
@@ -69,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
     from ..results import format_table, load_query
     from ..search import SearchEngine
 
+    try:
+        args.text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as surrogates
+        raise CaseInputError(
+            "--text", "not valid UTF-8 text", "pass the notes as UTF-8 (e.g. convert them with iconv)"
+        ) from None
     if args.k is not None and args.k < 1:
         raise CaseInputError("-k", f"{args.k}", "ask for at least one hit")
     if args.queries and (args.image or args.text or args.load_query):
@@ -84,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         raise CaseInputError(
             "search", "no query", "give --image and --mask, --text, --load-query or --queries"
         )
+    if (args.explain or args.draft) and not args.report:
+        raise CaseInputError("--explain/--draft", "given without --report", "add --report FOLDER")
     if args.mask and not args.image:
         raise CaseInputError("--mask", "given without --image", "give the query study with --image")
     if args.image and not args.mask:
@@ -96,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         args.model,
         config=IndexConfig(exact_threshold=max(0, args.exact_threshold)),
         feedback=RocchioConfig(args.alpha, args.beta, args.gamma),
+        hybrid=hybrid_from_args(args),
     )
     options = {
         "label": args.label,
@@ -111,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         from ..study import parse_sequence_spec, read_mask, read_study
 
         study = read_study(parse_sequence_spec(args.image, Path.cwd()))
-        mask = read_mask(args.mask, study.reference_image, args.segment)
+        mask = read_mask(args.mask, study.reference_image, args.segment, resample=args.resample_mask)
     if pacs:
         study, mask, args.text = pacs.read(engine)
     if args.load_query:
@@ -143,18 +164,31 @@ def run(args: argparse.Namespace) -> int:
         result.save_query(args.save_query)
         print(f"query vectors saved to {args.save_query}")
     if args.report:
-        from ..render import write_report
-
-        page = write_report(
-            args.report,
-            result,
-            engine.store,
-            query_study=study,
-            query_mask=mask,
-            sequences=engine.encoder.config.sequences,
-        )
+        page = _write_report(engine, args, Path(args.report), result, study, mask)
         print(f"report: {page}")
     return 0
+
+
+def _write_report(engine, args: argparse.Namespace, out_dir: Path, result, study, mask) -> Path:
+    """The side-by-side report of one query (with maps / draft when asked)."""
+    from ..render import write_report
+
+    draft = None
+    if args.draft:
+        from ..explain.draft import draft_from_search
+
+        draft = draft_from_search(engine, result, study, mask)
+    return write_report(
+        out_dir,
+        result,
+        engine.store,
+        query_study=study,
+        query_mask=mask,
+        sequences=engine.encoder.config.sequences,
+        explain=args.explain,
+        encoder=engine.encoder,
+        draft=draft,
+    )
 
 
 def _run_manifest(engine, args, options, relevant, not_relevant) -> int:
@@ -163,13 +197,16 @@ def _run_manifest(engine, args, options, relevant, not_relevant) -> int:
 
     from tqdm import tqdm
 
-    from ..manifest import read_manifest
+    from ..case_ids import inside
+    from ..manifest import read_manifest, with_resample_option
     from ..results import format_table
     from ..search import read_query
 
-    queries, row_errors = read_manifest(args.queries)
+    queries, row_errors = read_manifest(args.queries, queries=True)
     out = {"queries": {}, "errors": {e.case_id or f"line {e.line}": e.message for e in row_errors}}
     for case in tqdm(queries, desc="queries", unit="query", disable=len(queries) < 3):
+        if args.resample_mask:
+            case.mask = with_resample_option(case.mask)
         try:
             study, mask, text = read_query(case)
             result = engine.search(
@@ -188,16 +225,8 @@ def _run_manifest(engine, args, options, relevant, not_relevant) -> int:
             continue
         out["queries"][case.case_id] = result.to_dict()
         if args.report:
-            from ..render import write_report
-
-            write_report(
-                Path(args.report) / case.case_id,
-                result,
-                engine.store,
-                query_study=study,
-                query_mask=mask,
-                sequences=engine.encoder.config.sequences,
-            )
+            # never outside the folder named by --report
+            _write_report(engine, args, inside(args.report, case.case_id), result, study, mask)
         if not args.json:
             print(f"query {case.case_id}")
             print(format_table(result))

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if args.archive:
         from ..store import CaseStore
 
-        store = CaseStore(args.archive, create=False)
+        store = CaseStore(args.archive, create=False, readonly=None)  # reads only
         cases = store.list_cases()
         source = f"archive {args.archive}"
     else:

@@ -106,7 +106,11 @@ class CaseEncoder:
         for p in (cfg_path, w_path):
             if not p.is_file():
                 raise CaseInputError(p, "missing", "pass a model folder written by `similar-cases train`")
-        config = ModelConfig.from_json(cfg_path.read_text(encoding="utf-8"), where=cfg_path)
+        try:
+            text = cfg_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise CaseInputError(cfg_path, "not UTF-8 text (damaged)", "restore config.json") from None
+        config = ModelConfig.from_json(text, where=cfg_path)
         try:
             state = load_file(str(w_path))
         except (SafetensorError, OSError, ValueError) as exc:

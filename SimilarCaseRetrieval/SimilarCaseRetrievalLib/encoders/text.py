@@ -48,11 +48,12 @@ def load_sentence_model(name: str, where: str | Path | None = None, quantization
     if quantization == "int8":
         model = quantize_int8(load_sentence_model(name, where), where or name)
     else:
+        local = _local_model_path(resolved, name, where)  # never the network (a miss waited 75 s offline)
         from sentence_transformers import SentenceTransformer
 
         try:
             # Offline for this load only: the process environment (Slicer's shared interpreter) is left alone.
-            model = SentenceTransformer(resolved, device="cpu", local_files_only=True)
+            model = SentenceTransformer(local, device="cpu", local_files_only=True)
         except Exception as exc:  # missing folder, not a sentence-transformers model, offline hub miss
             raise CaseInputError(
                 where or name,
@@ -63,6 +64,23 @@ def load_sentence_model(name: str, where: str | Path | None = None, quantization
     _LOADED[(resolved, quantization)] = model
     log.debug("loaded text model %s (%s)", resolved, quantization)
     return model
+
+
+def _local_model_path(resolved: str, name: str, where: str | Path | None) -> str:
+    """A local folder for the text model: the folder itself, or the hub name's snapshot in the local Hugging
+    Face cache; CaseInputError at once when neither exists (nothing is downloaded at run time)."""
+    if Path(resolved).exists():
+        return resolved
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(resolved, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached, invalid repo id, no huggingface_hub
+        raise CaseInputError(
+            where or name,
+            f"cannot load text model {name!r} (neither a local folder nor in the local Hugging Face cache)",
+            "set text_model to 'default' or to a local sentence-transformers folder (nothing is downloaded)",
+        ) from None
 
 
 def quantize_int8(model, where: str | Path):
@@ -143,6 +161,23 @@ def text_hash(key: str, text: str) -> str:
     return hashlib.sha256(f"{key}\0{text}".encode()).hexdigest()
 
 
+def _seal(blob: bytes) -> bytes:
+    """A cached vector with its CRC-32 appended (a damaged entry is a miss, never a wrong embedding)."""
+    import zlib
+
+    return blob + zlib.crc32(blob).to_bytes(4, "little")
+
+
+def _unseal(blob: bytes | None, dim: int) -> np.ndarray | None:
+    """The vector of a sealed cache entry, None when absent, of another size or damaged (then recomputed)."""
+    import zlib
+
+    if blob is None or len(blob) != 4 * dim + 4:
+        return None
+    data, crc = blob[:-4], int.from_bytes(blob[-4:], "little")
+    return np.frombuffer(data, dtype=np.float32) if zlib.crc32(data) == crc else None
+
+
 class SentenceCache:
     """Raw (frozen) sentence embeddings by SHA-256 of (cache key, text), in one SQLite file.
 
@@ -194,9 +229,9 @@ class SentenceCache:
             return out, missing
         missing = []
         for i, h in enumerate(hashes):
-            blob = found.get(h)
-            if blob is not None and len(blob) == 4 * dim:
-                out[i] = np.frombuffer(blob, dtype=np.float32)
+            vector = _unseal(found.get(h), dim)
+            if vector is not None:
+                out[i] = vector
             else:
                 missing.append(i)
         self.hits += len(texts) - len(missing)
@@ -207,7 +242,7 @@ class SentenceCache:
         if self._conn is None or not len(texts):
             return
         rows = [
-            (text_hash(self.key, t), np.asarray(v, dtype=np.float32).tobytes())
+            (text_hash(self.key, t), _seal(np.asarray(v, dtype=np.float32).tobytes()))
             for t, v in zip(texts, vectors, strict=True)
             if np.all(np.isfinite(v))
         ]

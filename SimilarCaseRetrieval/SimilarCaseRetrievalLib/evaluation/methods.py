@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CaseInputError
+from ..lexical import HybridConfig
 from .collection import EvalCollection
 
 IMAGE_METHODS = ("handcrafted", "classifier", "ours")
@@ -33,6 +34,9 @@ class MethodOptions:
     seed: int = 0
     work_dir: str | None = None
     progress: bool = True
+    # text scoring of 'ours': None = normalised fusion with the lexical weight chosen on the index side of
+    # each split (as `similar-cases index` does for an archive); HybridConfig(method="dense"): embeddings only
+    hybrid: HybridConfig | None = None
 
 
 def _need_rois(c: EvalCollection, method: str) -> np.ndarray:

@@ -81,7 +81,7 @@ def load_archive_collection(archive_dir, **kwargs) -> EvalCollection:
     """Every case of an archive folder."""
     from ...store import CaseStore
 
-    store = CaseStore(Path(archive_dir), create=False)
+    store = CaseStore(Path(archive_dir), create=False, readonly=None)  # reads only
     cases = store.list_cases()
 
     def load(case):

