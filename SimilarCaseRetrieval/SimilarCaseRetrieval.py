@@ -189,6 +189,8 @@ class SimilarCaseRetrievalParameterNode:
     pacsSegmentName: str = ""
     pacsStoreAnswer: bool = False
     pacsStoreSeg: bool = False
+    showMaps: bool = False
+    mapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.45
     annotateStrategy: Annotated[str, Choice(["hybrid", "uncertainty", "diversity", "random"])] = "hybrid"
 
 
@@ -316,6 +318,11 @@ class SimilarCaseRetrievalWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.resultsTable.itemSelectionChanged.connect(self.onHitSelected)
         self.ui.addCaseButton.clicked.connect(self.onAddCase)
         self.ui.pacsSearchButton.clicked.connect(self.onPacsSearch)
+        self.ui.showMaps.toggled.connect(self.onMapsToggled)
+        self.ui.mapOpacity.valueChanged.connect(
+            lambda value: self.logic.showMaps(self.ui.showMaps.checked, float(value))
+        )
+        self.ui.draftReportButton.clicked.connect(self.onDraftReport)
         self.ui.annotateNextButton.clicked.connect(lambda: self.onAnnotateNext(skip=False))
         self.ui.annotateSkipButton.clicked.connect(lambda: self.onAnnotateNext(skip=True))
         self.ui.annotateConfirmButton.clicked.connect(self.onAnnotateConfirm)
@@ -435,6 +442,7 @@ class SimilarCaseRetrievalWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.refineButton.enabled = haveResults
         self.ui.showSideBySideButton.enabled = haveResults
         self.ui.loadCaseButton.enabled = haveResults
+        self.ui.draftReportButton.enabled = haveResults
         self.ui.addCaseButton.enabled = bool(ready and node.newCaseId.strip()) and not running
         haveArchive = bool(_pathOrNone(node.archiveFolder)) and not running
         self.ui.pacsSearchButton.enabled = bool(
@@ -590,7 +598,33 @@ class SimilarCaseRetrievalWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._start(
             _("Loading the top cases..."),
             lambda **callbacks: self.logic.startSideBySide(self._parameterNode, **callbacks),
-            lambda views: self._status(_("The query and the top cases are side by side (linked viewers).")),
+            self._onSideBySide,
+        )
+
+    def _onSideBySide(self, views) -> None:
+        self._status(_("The query and the top cases are side by side (linked viewers)."))
+        if self.ui.showMaps.checked:
+            self.onMapsToggled(True)
+
+    def onMapsToggled(self, checked) -> None:
+        """On: show the maps (computed by the worker the first time for these cases); off: hide them."""
+        opacity = float(self.ui.mapOpacity.value)
+        if not checked or self.logic.session.map_nodes:
+            self.logic.showMaps(bool(checked), opacity)
+        elif not self.logic.session.views:
+            self._status(_("Similarity maps appear once the cases are shown side by side."))
+        else:
+            self._start(
+                _("Computing the similarity maps..."),
+                lambda **callbacks: self.logic.startSimilarityMaps(self._parameterNode, **callbacks),
+                lambda maps: self._status(_("Similarity maps shown (Grad-CAM).")),
+            )
+
+    def onDraftReport(self) -> None:
+        self._start(
+            _("Drafting the report..."),
+            lambda **callbacks: self.logic.startDraftReport(self._parameterNode, **callbacks),
+            lambda draft: self.ui.draftReport.setPlainText(draft["text"]),
         )
 
     def onLoadSelectedCase(self) -> None:
@@ -992,6 +1026,7 @@ class SimilarCaseRetrievalLogic(ScriptedLoadableModuleLogic):
             if self.session.previous_layout is None:
                 self.session.previous_layout = slicer_layout.current_layout()
             views = slicer_layout.show_side_by_side(query, [loaded[c] for c in caseIds])
+            self.session.views = views
             if done is not None:
                 done(views)
 
@@ -1018,6 +1053,43 @@ class SimilarCaseRetrievalLogic(ScriptedLoadableModuleLogic):
         if errors:
             raise errors[0]
         return views
+
+    # -- explanations ------------------------------------------------------------------------------
+    def startSimilarityMaps(self, parameterNode, done=None, **callbacks) -> int:
+        """Similarity maps of the query and each side-by-side case (worker), then shown at the panel's opacity."""
+
+        def show(answer):
+            self.showMaps(True, parameterNode.mapOpacity)
+            if done is not None:
+                done(answer)
+
+        return self.session.similarity_maps(
+            self.exportQuery(parameterNode),
+            self._archive(parameterNode),
+            model_dir=_pathOrNone(parameterNode.modelFolder),
+            done=show,
+            **callbacks,
+        )
+
+    def similarityMaps(self, parameterNode):
+        """Blocking `startSimilarityMaps`; returns {view name: map node}."""
+        self._wait(self.startSimilarityMaps(parameterNode))
+        return dict(self.session.map_nodes)
+
+    def showMaps(self, visible=True, opacity=0.45) -> None:
+        """Overlay (or hide) the computed similarity maps in the side-by-side views."""
+        from SimilarCaseRetrievalLib.explain.slicer_maps import show_map
+
+        for view, sliceNode in self.session.views.items():
+            mapNode = self.session.map_nodes.get(view)
+            show_map(sliceNode, mapNode if visible else None, opacity)
+
+    def startDraftReport(self, parameterNode, **callbacks) -> int:
+        """The drafted report of the current result (query's predicted terms + the hits' reports), from the worker."""
+        return self.session.draft(self.exportQuery(parameterNode), **callbacks)
+
+    def draftReport(self, parameterNode) -> str:
+        return self._wait(self.startDraftReport(parameterNode))["text"]
 
     # -- annotators --------------------------------------------------------------------------------
     def startAddCase(self, parameterNode, **callbacks) -> int:

@@ -213,6 +213,9 @@ class RetrievalSession:
         # Annotate next: the case on screen (its task from the worker) and its nodes
         self.annotation: dict[str, Any] | None = None
         self.annotation_case: LoadedCase | None = None
+        # side by side: {view name: slice node}, and the similarity map node of each view
+        self.views: dict[str, Any] = {}
+        self.map_nodes: dict[str, Any] = {}
         self._outcomes: OrderedDict[int, tuple[str, Any]] = OrderedDict()
         self._counter = itertools.count()
 
@@ -528,14 +531,78 @@ class RetrievalSession:
 
         return self.request("demo", params, adopt=adopt, **callbacks)
 
+    # -- explanations -----------------------------------------------------------------------------------
+    def similarity_maps(
+        self, query: QueryFiles, archive=None, *, model_dir=None, method="gradcam", **callbacks
+    ) -> int:
+        """Similarity maps of the side-by-side cases: `map_nodes` gets, per view, a map node (the query's view:
+        the query's map against the first hit; each hit's view: its own map, under its preview transform)."""
+        from . import slicer_layout
+
+        case_ids = list(self.previews)
+        if not case_ids or not self.views:
+            raise CaseInputError(
+                "similarity maps", "no case is shown side by side", "click Show side by side first"
+            )
+        folder = self.query_folder()
+        params = {
+            "archive": str(archive or self.archive),
+            "model_dir": _str_or_none(model_dir),
+            "query": query.params,
+            "case_ids": case_ids,
+            "folder": str(folder),
+            "method": method,
+        }
+
+        def adopt(answer):
+            import SimpleITK as sitk
+
+            from .explain.slicer_maps import add_map_node
+            from .explain.volume import VolumeMap
+
+            def node(path, name, transform=None):
+                image = sitk.ReadImage(path)
+                values = sitk.GetArrayFromImage(image)
+                volume_map = VolumeMap(values, (0, 0, 0), tuple(values.shape))
+                added = add_map_node(volume_map, image, name, transform=transform)
+                added.SetAttribute("SimilarCaseRetrieval.map", "1")
+                return added
+
+            self.remove_maps()
+            names = slicer_layout.view_names(len(case_ids))
+            maps = answer["maps"]
+            self.map_nodes[names[0]] = node(maps[case_ids[0]]["query"], "similarity map: query")
+            for name, case_id in zip(names[1:], case_ids, strict=True):
+                transform = self.previews[case_id].transform
+                self.map_nodes[name] = node(maps[case_id]["hit"], f"similarity map: {case_id}", transform)
+            shutil.rmtree(folder, ignore_errors=True)
+            return answer
+
+        return self.request("explain_maps", params, adopt=adopt, scratch=query.folder, **callbacks)
+
+    def remove_maps(self) -> None:
+        from . import mrml
+
+        mrml.remove_nodes(list(self.map_nodes.values()))
+        self.map_nodes.clear()
+
+    def draft(self, query: QueryFiles | None = None, **callbacks) -> int:
+        """The drafted report of the current result (`done` gets {"text", "markdown", "diagnosis"})."""
+        if self.result is None:
+            raise CaseInputError("draft report", "there is no search to draft from", "run a search first")
+        params = {"result_id": self.result["result_id"], "query": query.params if query is not None else None}
+        return self.request("draft", params, scratch=query.folder if query is not None else None, **callbacks)
+
     # -- scene ------------------------------------------------------------------------------------------------
     def remove_previews(self) -> None:
         """Take the side-by-side cases out of the scene and give the user their layout back."""
         from . import mrml, slicer_layout
 
+        self.remove_maps()
         for loaded in self.previews.values():
             mrml.remove_nodes(loaded.nodes())
         self.previews.clear()
+        self.views = {}
         if self.previous_layout is not None:
             slicer_layout.restore_layout(self.previous_layout)
             self.previous_layout = None
@@ -546,6 +613,7 @@ class RetrievalSession:
         self.previews.clear()
         self.previous_layout = None
         self.annotation_case = self.annotation = None
+        self.views, self.map_nodes = {}, {}
 
     def close(self) -> None:
         self.client.close()

@@ -337,3 +337,43 @@ def test_pacs_connection_refuses_credentials_in_the_url(scr):
     with pytest.raises(ValueError, match="password"):
         logic.startPacsSearch(node)
     logic.close()
+
+
+# -- similarity maps and the draft report (issue #14) ------------------------------------------------------
+def test_similarity_maps_overlay_toggle_opacity_and_draft_report(scr, tiny_archive):
+    from SimilarCaseRetrievalLib import slicer_layout
+
+    logic = scr.SimilarCaseRetrievalLogic()
+    test = scr.SimilarCaseRetrievalTest("test_SearchFromSegmentAndLoadTopCase")
+    node, _ = test._queryFromArchiveCase(logic, index=2)
+    node.k, node.viewerCount = 4, 2
+    result = logic.search(node)
+    with pytest.raises(CaseInputError, match="Show side by side"):
+        logic.similarityMaps(node)  # nothing is side by side yet
+    views = logic.showSideBySide(node)
+    maps = logic.similarityMaps(node)
+    assert set(maps) == set(views) == set(slicer_layout.view_names(2))
+    hits = [hit["case_id"] for hit in result["hits"][:2]]
+    for name, case_id in zip(slicer_layout.view_names(2)[1:], hits, strict=True):
+        transform = logic.session.previews[case_id].transform
+        assert maps[name].GetTransformNodeID() == (transform.GetID() if transform is not None else None)
+    for name, map_node in maps.items():
+        values = slicer.util.arrayFromVolume(map_node)
+        assert values.size and 0.0 <= values.min() and values.max() <= 1.0 + 1e-6 and values.max() > 0
+        composite = slicer_layout.composite_node(views[name])
+        assert composite.GetForegroundVolumeID() == map_node.GetID()
+        assert composite.GetForegroundOpacity() == pytest.approx(node.mapOpacity)
+    logic.showMaps(True, 0.8)
+    assert all(
+        slicer_layout.composite_node(v).GetForegroundOpacity() == pytest.approx(0.8) for v in views.values()
+    )
+    logic.showMaps(False)
+    assert not any(slicer_layout.composite_node(v).GetForegroundVolumeID() for v in views.values())
+
+    draft = logic.draftReport(node)
+    assert "Findings" in draft and "Similar cases" in draft
+    assert all(case_id in draft for case_id in [hit["case_id"] for hit in result["hits"]])
+
+    logic.search(node)  # the next search's results take the previews and their maps out of the scene
+    assert all(n.GetScene() is None for n in maps.values()) and not logic.session.map_nodes
+    logic.close()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CaseInputError
 from .annotation import AnnotationRequests
+from .explain_requests import ExplainRequests
 from .pacs_requests import PacsRequests, images_on_disk, study_from_pacs_cache
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,7 +94,7 @@ def read_query(query: dict[str, Any]) -> tuple[Study, sitk.Image]:
     return study, mask
 
 
-class WorkerSession(AnnotationRequests, PacsRequests):
+class WorkerSession(AnnotationRequests, PacsRequests, ExplainRequests):
     """The state kept between requests: one engine (archive + model), open stores, recent results, the
     annotation queue and PACS connections."""
 

@@ -35,6 +35,8 @@ REQUEST_TYPES = (
     "annotate_next",
     "annotate_confirm",
     "pacs_search",
+    "explain_maps",
+    "draft",
 )
 CONTROL_TYPES = ("cancel", "shutdown")
 END_EVENTS = ("result", "error", "cancelled")
