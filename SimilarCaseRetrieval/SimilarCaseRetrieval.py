@@ -1025,6 +1025,7 @@ class SimilarCaseRetrievalLogic(ScriptedLoadableModuleLogic):
                 return
             if self.session.previous_layout is None:
                 self.session.previous_layout = slicer_layout.current_layout()
+            self.session.remove_maps()  # maps belong to the cases shown: recomputed for these
             views = slicer_layout.show_side_by_side(query, [loaded[c] for c in caseIds])
             self.session.views = views
             if done is not None:
