@@ -189,7 +189,7 @@ def verify_cost(index_dir: Path, count: int, dim: int, m: int, repeats: int = 3)
     from SimilarCaseRetrievalLib.graph_files import check_graph_bytes
     from SimilarCaseRetrievalLib.index import SIDECAR, ArchiveIndex, IndexConfig
 
-    sidecar = json.loads((index_dir / SIDECAR).read_text())
+    sidecar = json.loads((index_dir / SIDECAR).read_text(encoding="utf-8"))
     index = ArchiveIndex(index_dir, "v", dim, IndexConfig(m=m))
     kinds = ("image", "text", "fused")
     best = {"check": math.inf, "load": math.inf, "sha256": math.inf, "layout": math.inf}
@@ -269,7 +269,9 @@ def hybrid_latency(engine, queries, encoder, percentile) -> None:
             times = []
             for image, text, notes in vectors:
                 t = time.perf_counter()
-                engine.search_vectors(image if mode == "fused" else None, text, k=10, text_weight=0.3, text=notes)
+                engine.search_vectors(
+                    image if mode == "fused" else None, text, k=10, text_weight=0.3, text=notes
+                )
                 times.append(time.perf_counter() - t)
             p50[(name, mode)] = percentile(times, 50) * 1000
             print(
@@ -399,7 +401,9 @@ def main() -> None:
     pad_img, pad_txt = (like_real(real, n_pad, rng) for real in (real_img, real_txt))
     pad_ids = [f"PAD{i:06d}" for i in range(n_pad)]
     t = time.perf_counter()
-    real_cases = [store.get(i) for i in ids]  # padded cases repeat their notes and reports (FTS5 holds n texts)
+    real_cases = [
+        store.get(i) for i in ids
+    ]  # padded cases repeat their notes and reports (FTS5 holds n texts)
     store.add_many(
         Case(
             case_id=i,

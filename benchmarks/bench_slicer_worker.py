@@ -30,7 +30,12 @@ def timed_search(client, params) -> tuple[float, float]:
     """(seconds until the result, longest single poll() call) for one search."""
     done = {}
     start = time.perf_counter()
-    client.submit("search", params, on_result=lambda r: done.setdefault("r", r), on_error=lambda e: done.setdefault("e", e))
+    client.submit(
+        "search",
+        params,
+        on_result=lambda r: done.setdefault("r", r),
+        on_error=lambda e: done.setdefault("e", e),
+    )
     longest = 0.0
     while not done:
         t = time.perf_counter()
@@ -52,7 +57,12 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="scr-bench-worker-"))
     archive, model = build_tiny_indexed_archive(folder)
-    params = {"archive": str(archive), "model_dir": str(model), "query": query_files(archive, folder / "q"), "k": 10}
+    params = {
+        "archive": str(archive),
+        "model_dir": str(model),
+        "query": query_files(archive, folder / "q"),
+        "k": 10,
+    }
 
     client = WorkerClient(log_path=folder / "worker.log")
     start = time.perf_counter()

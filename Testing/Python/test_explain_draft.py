@@ -166,11 +166,11 @@ def test_draft_command_writes_markdown_and_json(indexed, tmp_path, capsys):
     ]
     assert main([*args, "--out", str(tmp_path / "d.md"), "--json", str(tmp_path / "d.json")]) == 0
     assert "DRAFT" in capsys.readouterr().out
-    data = json.loads((tmp_path / "d.json").read_text())
+    data = json.loads((tmp_path / "d.json").read_text(encoding="utf-8"))
     assert data["draft"] is True and len(data["neighbours"]) == 4
     assert data["findings_source"] == "neighbours" and data["orads"]["score"] in (2, 3, 4, 5)
     assert all(f["term_head_probability"] is not None for f in data["findings"])
-    assert (tmp_path / "d.md").read_text().startswith("> **DRAFT")
+    assert (tmp_path / "d.md").read_text(encoding="utf-8").startswith("> **DRAFT")
     assert main(["draft", "--archive", str(archive), "--model", str(model), "-k", "0", "--text", "x"]) == 2
     assert "-k" in capsys.readouterr().err
 
@@ -192,7 +192,7 @@ def test_search_report_with_maps_and_draft(indexed, tmp_path):
     ]
     assert main([*base, "--report", str(tmp_path / "plain")]) == 0
     assert main([*base, "--report", str(tmp_path / "rep"), "--explain", "occlusion", "--draft"]) == 0
-    html = (tmp_path / "rep" / "index.html").read_text()
+    html = (tmp_path / "rep" / "index.html").read_text(encoding="utf-8")
     assert "Draft report" in html and "Similarity maps (occlusion" in html
     plain = mpimg.imread(str(tmp_path / "plain" / "hit_01.png"))
     explained = mpimg.imread(str(tmp_path / "rep" / "hit_01.png"))

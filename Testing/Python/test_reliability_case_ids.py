@@ -69,7 +69,7 @@ def test_query_ids_cannot_escape_the_report_folder(tmp_path, indexed):
     archive, model = indexed
     victim = tmp_path / "victim"
     victim.mkdir()
-    (victim / "index.html").write_text("keep me")
+    (victim / "index.html").write_text("keep me", encoding="utf-8")
     (victim / "hit_00.png").write_bytes(b"keep me")
     reports = tmp_path / "out" / "report"
     rows = [
@@ -94,7 +94,7 @@ def test_query_ids_cannot_escape_the_report_folder(tmp_path, indexed):
         ]
     )
     assert rc == 1  # two rows refused, one answered
-    assert (victim / "index.html").read_text() == "keep me" and (
+    assert (victim / "index.html").read_text(encoding="utf-8") == "keep me" and (
         victim / "hit_00.png"
     ).read_bytes() == b"keep me"
     assert sorted(p.name for p in victim.iterdir()) == ["hit_00.png", "index.html"]
@@ -102,7 +102,7 @@ def test_query_ids_cannot_escape_the_report_folder(tmp_path, indexed):
     assert sorted(p.name for p in reports.iterdir()) == ["q1"]
     import json
 
-    out = json.loads((tmp_path / "hits.json").read_text())
+    out = json.loads((tmp_path / "hits.json").read_text(encoding="utf-8"))
     assert list(out["queries"]) == ["q1"] and out["queries"]["q1"]["mode"] == "text"
     assert len(out["errors"]) == 2 and all("is not allowed" in m for m in out["errors"].values())
 

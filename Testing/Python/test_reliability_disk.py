@@ -130,7 +130,7 @@ def test_full_disk_during_the_index_save_is_not_reported_done(tmp_path, tiny_arc
         ]
     )
     assert search.returncode == 0, search.stderr[-2000:]
-    assert len(json.loads((tmp_path / "hits.json").read_text())["hits"]) == 10
+    assert len(json.loads((tmp_path / "hits.json").read_text(encoding="utf-8"))["hits"]) == 10
 
 
 def _read_only(folder: Path) -> Path:
@@ -193,8 +193,8 @@ def test_a_read_only_archive_is_searchable(tmp_path, tiny_archive, model):
             ]
         )
         assert run.returncode == 0, run.stderr[-2000:]
-        hits = json.loads((tmp_path / "ro.json").read_text())["hits"]
-        assert hits == json.loads((tmp_path / "rw.json").read_text())["hits"]
+        hits = json.loads((tmp_path / "ro.json").read_text(encoding="utf-8"))["hits"]
+        assert hits == json.loads((tmp_path / "rw.json").read_text(encoding="utf-8"))["hits"]
         assert (view / "index" / "text.hnsw").read_bytes() == b"damaged"
         assert not (view / "cases.sqlite-wal").exists()
         info = _cli(["info", "--archive", str(view)])

@@ -85,7 +85,7 @@ def _search(root: Path) -> tuple[subprocess.CompletedProcess, dict | None]:
             str(out),
         ]
     )
-    return run, (json.loads(out.read_text()) if out.is_file() else None)
+    return run, (json.loads(out.read_text(encoding="utf-8")) if out.is_file() else None)
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,7 @@ def test_a_flipped_byte_in_a_graph_is_rebuilt_never_loaded(tmp_path, expected, k
 def _rewrite_consistently(folder: Path, kind: str, data: bytes) -> None:
     """Replace a graph file AND its size and checksum in the sidecar (a crafted file that passes the checksum)."""
     (folder / f"{kind}.hnsw").write_bytes(data)
-    sidecar = json.loads((folder / SIDECAR).read_text())
+    sidecar = json.loads((folder / SIDECAR).read_text(encoding="utf-8"))
     sidecar["file_sizes"][kind] = len(data)
     sidecar["sha256"][kind] = hashlib.sha256(data).hexdigest()
     (folder / SIDECAR).write_text(json.dumps(sidecar))

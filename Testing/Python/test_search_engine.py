@@ -89,7 +89,9 @@ def test_fused_and_text_queries_combine_the_similarities(engine):
     for h in text_only.hits:
         assert h.score == pytest.approx((1 - lam) * h.text_score + lam * h.lexical_score / top_lex, abs=1e-5)
     # embeddings only: the plain weighted sum of the two cosines
-    dense = SearchEngine(engine.store.archive_dir, encoder=engine.encoder, hybrid=HybridConfig(method="dense"))
+    dense = SearchEngine(
+        engine.store.archive_dir, encoder=engine.encoder, hybrid=HybridConfig(method="dense")
+    )
     plain = dense.search(study=study, mask=mask, text=case.text, k=N, text_weight=0.4)
     for h in plain.hits:
         assert h.score == pytest.approx(0.6 * h.image_score + 0.4 * h.text_score, abs=1e-5)

@@ -36,7 +36,7 @@ def test_train_command_writes_a_loadable_model_folder(manifest, tmp_path):
     assert encoder.config.roi.grid == (16, 16, 4)
     assert encoder.config.labels and encoder.config.terms
     assert "--manifest" in encoder.config.training_command
-    assert encoder.version in (out / "MODEL_CARD.md").read_text()
+    assert encoder.version in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
     history = encoder.config.metrics["history"]
     assert [h["stage"] for h in history] == [0, 1, 2]
     assert all(np.isfinite(h["loss"]) for h in history)
