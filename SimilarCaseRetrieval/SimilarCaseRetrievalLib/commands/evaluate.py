@@ -53,7 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_text_quantization(
         parser, "text model of the encoders trained per fold: int8 (default) or none (fp32)"
     )
-    parser.add_argument("--grid", help="ROI grid X,Y,Z for manifest/archive cases (default the model's)")
+    parser.add_argument(
+        "--grid",
+        help="ROI grid X,Y,Z for manifest/archive cases (default: the --model's; without one 64,64,1 for 2D "
+        "images, 64,64,32 for 3D, as in train)",
+    )
     parser.add_argument(
         "--query-text",
         choices=("notes", "full"),
@@ -95,6 +99,7 @@ def _load(args):
 
     if args.index_manifest:
         index = load_manifest_collection(args.index_manifest, **kwargs)
+        kwargs["grid"] = tuple(index.meta["grid"])  # queries on the index's grid (2D or 3D decided once)
         queries = load_manifest_collection(args.query_manifest, **kwargs) if args.query_manifest else None
         return index, queries
     if args.archive:
@@ -175,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
             "k": args.k,
             "seed": args.seed,
             "n_index": len(index),
+            "grid": index.meta.get("grid"),
             "chance_precision": chance,
             "n_queries_set": len(queries) if queries is not None else None,
             "methods": summaries,

@@ -105,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
     if args.grid:
         grid = _ints(args.grid, "--grid", 3)
     else:
-        first = store.load_study(cases[0]) if store else _first_study(cases[0])
-        grid = (64, 64, 1) if first.reference_image.GetSize()[2] == 1 else (64, 64, 32)
+        from ..roi import default_grid
+
+        grid = default_grid(store.load_study(cases[0]) if store else _first_study(cases[0]))
     roi = RoiConfig(grid=grid) if args.margin_mm is None else RoiConfig(grid=grid, margin_mm=args.margin_mm)
     config = ModelConfig(
         sequences=sequences,
