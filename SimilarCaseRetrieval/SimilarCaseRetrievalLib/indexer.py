@@ -112,7 +112,7 @@ def embed_texts(
 ) -> np.ndarray:
     """(N, D) text embeddings with NaN rows where there is no text; raw sentence embeddings come from `cache`
     where present (the sentence model is frozen) and are added to it."""
-    out = np.full((len(texts), encoder.config.embed_dim), np.nan, dtype=np.float32)
+    out = np.full((len(texts), encoder.vector_dim), np.nan, dtype=np.float32)
     with_text = [i for i, t in enumerate(texts) if t and t.strip()]
     if with_text:
         chosen = [texts[i] for i in with_text]

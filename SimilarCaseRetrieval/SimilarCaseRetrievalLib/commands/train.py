@@ -44,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embed-dim", type=int, default=256)
     parser.add_argument("--widths", default="16,32,64,96", help="CNN channel widths per stage")
     parser.add_argument(
-        "--val-fraction", type=float, default=0.15, help="validation share (grouped by patient)"
+        "--val-fraction",
+        type=float,
+        help="validation share (grouped by patient) for model selection: epoch and diagnosis-prior weight "
+        "(default training.loop.DEFAULT_VAL_FRACTION = 0.15; 0 keeps the last epoch and no prior)",
     )
     parser.add_argument("--name", default="scr-ovary-mri", help="model name (first part of the version)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch)")
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from ..roi import RoiConfig
     from ..training import load_rois, train_model
     from ..training.card import write_model_card
+    from ..training.loop import DEFAULT_VAL_FRACTION
     from ..training.data import infer_sequences
 
     torch.set_num_threads(max(1, args.threads))
@@ -142,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         rois=rois,
         epochs=args.epochs,
         seed=args.seed,
-        val_fraction=args.val_fraction,
+        val_fraction=DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction,
         batch_size=args.batch_size,
         lr=args.lr,
         device=args.device,

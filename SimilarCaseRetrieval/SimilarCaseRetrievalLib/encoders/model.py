@@ -209,12 +209,30 @@ class CaseEncoder:
                 for k, v in out.items():
                     outs.setdefault(k, []).append(v.numpy())
         if not outs:  # N == 0
-            return {"embedding": np.zeros((0, self.config.embed_dim), np.float32)}
+            return {
+                "embedding": np.zeros((0, self.config.embed_dim), np.float32),
+                "label_logits": np.zeros((0, len(self.config.labels)), np.float32),
+            }
         return {k: np.concatenate(v).astype(np.float32) for k, v in outs.items()}
 
+    @property
+    def vector_dim(self) -> int:
+        """Size of the vectors this model writes for search: the embedding, plus one entry per diagnosis when
+        the diagnosis prior is on (text vectors are zero there)."""
+        extra = len(self.config.labels) if self.config.label_prior_weight > 0 else 0
+        return self.config.embed_dim + extra
+
+    def _search_vectors(self, out: dict[str, np.ndarray]) -> np.ndarray:
+        emb = out["embedding"]
+        w = self.config.label_prior_weight
+        if w <= 0 or not self.config.labels:
+            return emb
+        logits = out.get("label_logits", np.zeros((len(emb), len(self.config.labels)), np.float32))
+        return with_label_prior(emb, softmax(logits), w)
+
     def encode_rois(self, rois: np.ndarray, batch_size: int = 16) -> np.ndarray:
-        """(N, C, Z, Y, X) -> (N, D) L2-normalised image embeddings."""
-        return self._image_outputs(rois, batch_size)["embedding"]
+        """(N, C, Z, Y, X) -> (N, vector_dim) L2-normalised image vectors (with the diagnosis prior if on)."""
+        return self._search_vectors(self._image_outputs(rois, batch_size))
 
     def predict_rois(self, rois: np.ndarray, batch_size: int = 16) -> RoiPrediction:
         """Embeddings plus term probabilities (sigmoid) and diagnosis probabilities (softmax)."""
@@ -223,12 +241,10 @@ class CaseEncoder:
         t = out.get("term_logits")
         lab = out.get("label_logits")
         term_probs = 1.0 / (1.0 + np.exp(-t)) if t is not None else np.zeros((n, 0), np.float32)
-        if lab is not None:
-            e = np.exp(lab - lab.max(axis=1, keepdims=True))
-            label_probs = e / e.sum(axis=1, keepdims=True)
-        else:
-            label_probs = np.zeros((n, 0), np.float32)
-        return RoiPrediction(out["embedding"], term_probs.astype(np.float32), label_probs.astype(np.float32))
+        label_probs = softmax(lab) if lab is not None else np.zeros((n, 0), np.float32)
+        return RoiPrediction(
+            self._search_vectors(out), term_probs.astype(np.float32), label_probs.astype(np.float32)
+        )
 
     def roi_for(self, study: Study, mask: sitk.Image) -> np.ndarray:
         """The ROI tensor (C, Z, Y, X) for this model's sequences and grid."""
@@ -267,6 +283,9 @@ class CaseEncoder:
             z = F.normalize(self.net.text(torch.from_numpy(s)), dim=1).numpy()
         empty = ~np.any(s != 0, axis=1)
         z[empty] = 0.0
+        pad = self.vector_dim - z.shape[1]  # the diagnosis-prior part of image vectors: zero for texts
+        if pad:
+            z = np.concatenate([z, np.zeros((len(z), pad), np.float32)], axis=1)
         return z.astype(np.float32)
 
     def encode_texts(self, texts: list[str], progress: bool = False) -> np.ndarray:
@@ -274,7 +293,7 @@ class CaseEncoder:
         if isinstance(texts, str):
             texts = [texts]
         if not texts:
-            return np.zeros((0, self.config.embed_dim), np.float32)
+            return np.zeros((0, self.vector_dim), np.float32)
         return self.project_texts(self.sentence_embeddings(list(texts), progress=progress))
 
     # ---- misc --------------------------------------------------------------------------------------------
@@ -286,6 +305,7 @@ class CaseEncoder:
             "sequences": self.config.sequences,
             "grid": list(self.config.roi.grid),
             "embed_dim": self.config.embed_dim,
+            "label_prior_weight": self.config.label_prior_weight,
             "terms": len(self.config.terms),
             "labels": self.config.labels,
             "text_model": self.config.text_model,
@@ -305,3 +325,23 @@ def fuse_embeddings(image: np.ndarray, text: np.ndarray, text_weight: float = 0.
     fused = (1.0 - text_weight) * image + text_weight * text
     norms = np.linalg.norm(fused, axis=-1, keepdims=True)
     return (fused / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (float32)."""
+    logits = np.asarray(logits, np.float32)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True)) if logits.size else logits
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32) if logits.size else logits
+
+
+def with_label_prior(embeddings: np.ndarray, label_probs: np.ndarray, weight: float) -> np.ndarray:
+    """``[sqrt(1 - w) * e, sqrt(w) * sqrt(p)]``: unit vectors whose dot product is
+    ``(1 - w) * cos(e_q, e_h) + w * BC(p_q, p_h)``, BC = the Bhattacharyya coefficient of the two diagnosis
+    distributions (1 for identical ones). A diagnosis prior (what makes a classifier strong for retrieval)
+    that keeps the embedding's order among cases of the same predicted diagnosis."""
+    e = np.asarray(embeddings, np.float32)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    p = np.sqrt(np.clip(np.asarray(label_probs, np.float32), 0.0, None))
+    p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    w = float(weight)
+    return np.concatenate([np.sqrt(1.0 - w) * e, np.sqrt(w) * p], axis=1).astype(np.float32)

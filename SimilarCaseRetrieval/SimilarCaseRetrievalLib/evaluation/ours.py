@@ -47,6 +47,7 @@ def encoder_for(index: EvalCollection, opts: MethodOptions):
     if opts.model_dir:
         return CaseEncoder.load(opts.model_dir)
     from ..training import train_model
+    from ..training.loop import DEFAULT_VAL_FRACTION
 
     key = (index.name, tuple(index.ids), opts.epochs, opts.seed, opts.text_quantization)
     if key not in _TRAINED:
@@ -57,6 +58,7 @@ def encoder_for(index: EvalCollection, opts: MethodOptions):
             config,
             epochs=opts.epochs,
             seed=opts.seed,
+            val_fraction=DEFAULT_VAL_FRACTION,  # inner split of the index side: model selection, as `train`
             progress=opts.progress,
             sentence_cache=_SENTENCES.setdefault((config.text_model, config.text_quantization), {}),
         )

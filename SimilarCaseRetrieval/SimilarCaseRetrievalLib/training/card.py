@@ -20,6 +20,21 @@ def _recipe_line(recipe: dict | None) -> str:
     return f"Recipe: original (no supervised contrastive term; instance loss weight {recipe.get('instance_weight')})."
 
 
+def _selection(config) -> str:
+    sel = config.metrics.get("selection")
+    if not sel:
+        return "Not recorded (trained before model selection existed: the last epoch, no diagnosis prior)."
+    w = float(sel.get("prior_weight", 0.0))
+    prior = (
+        f"diagnosis prior weight w = {w:g}: image vectors are [sqrt(1-w)·embedding, sqrt(w)·sqrt(diagnosis "
+        "probabilities)], so their dot product is (1-w)·cosine + w·(agreement of the predicted diagnoses); "
+        "cases of the same predicted diagnosis come first, ordered by the embedding"
+        if w > 0
+        else "no diagnosis prior (w = 0: the plain embedding)"
+    )
+    return f"Kept the weights of epoch {sel.get('epoch')} and {prior}. Why: {sel.get('reason', '?')}."
+
+
 def _quantization(config) -> str:
     if config.text_quantization == "int8":
         return "int8 dynamic quantisation of its Linear layers"
@@ -56,6 +71,9 @@ Image query = ROI; text query = clinical notes only, gallery texts = report + no
 | retrieval | mAP@10 |
 |---|---|
 {rows}
+
+## Model selection (on the validation split only)
+{_selection(c)}
 
 ## Reproduce
 ```
