@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         protocol,
     )
     runs = [(m, mode) for m in args.method for mode in (args.mode if m == "ours" else [None])]
-    summaries, examples = {}, {}
+    summaries, examples, reports = {}, {}, {}
     for method, mode in runs:
         name = f"{method}-{mode}" if mode else method
         opts = MethodOptions(
@@ -159,9 +159,12 @@ def run(args: argparse.Namespace) -> int:
             holdout=args.holdout,
         )
         summaries[name] = report.summary(n_boot=args.bootstrap, seed=args.seed)
+        reports[name] = report
         examples[name] = report.example
         log.info("%s done: %d queries", name, report.result.n_queries)
-    from ..evaluation.runner import chance_precision
+    from ..evaluation.runner import chance_precision, fusion_gain
+
+    gain = fusion_gain(reports, n_boot=args.bootstrap, seed=args.seed)
 
     chance = chance_precision(index, queries, cv=args.cv, seed=args.seed, holdout=args.holdout)
     print(f"{index.name} ({protocol}; k={args.k}; mean [bootstrap 95% interval over queries])")
@@ -169,6 +172,15 @@ def run(args: argparse.Namespace) -> int:
     print(text_table(summaries))
     if args.feedback_rounds:
         print(feedback_table(summaries))
+    if gain is not None:
+        print(
+            f"ours-fused minus {gain['versus']} (paired bootstrap 95% interval over the same queries): "
+            + ", ".join(
+                f"{m} {g:+.3f} [{gain['gain_ci95'][m][0]:+.3f}, {gain['gain_ci95'][m][1]:+.3f}]"
+                for m, g in gain["gain"].items()
+                if m in gain["gain_ci95"]
+            )
+        )
     if args.out:
         from ..evaluation.plots import bar_chart, qualitative_figure
 
@@ -185,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
             "n_queries_set": len(queries) if queries is not None else None,
             "methods": summaries,
         }
+        if gain is not None:
+            payload["fusion_gain"] = gain
         (out / "results.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
         bar_chart(summaries, out / "metrics.png", title=f"{index.name}: {protocol}")
         for name, ex in examples.items():
