@@ -97,10 +97,15 @@ def torch_threads(n: int | None):
 
 
 def embed_images(
-    encoder: CaseEncoder, rois: np.ndarray, *, batch_size: int = 16
+    encoder: CaseEncoder,
+    rois: np.ndarray,
+    *,
+    batch_size: int = 16,
+    labels: Sequence[str | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(image embeddings (N, D), term probabilities (N, T))."""
-    pred = encoder.predict_rois(rois, batch_size=batch_size)
+    """(image vectors (N, D), term probabilities (N, T)); ``labels``: the cases' recorded diagnoses (the
+    diagnosis prior of a model that has one uses them instead of the predicted ones)."""
+    pred = encoder.predict_rois(rois, batch_size=batch_size, labels=labels)
     return np.asarray(pred.embeddings, dtype=np.float32), np.asarray(pred.term_probs, dtype=np.float32)
 
 
@@ -140,10 +145,16 @@ def embed_texts(
 
 
 def embed_rois_and_texts(
-    encoder: CaseEncoder, rois: np.ndarray, texts: Sequence[str], *, batch_size: int = 16
+    encoder: CaseEncoder,
+    rois: np.ndarray,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 16,
+    labels: Sequence[str | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image (N, D), text (N, D) with NaN rows where there is no text, term probabilities (N, T))."""
-    image, probs = embed_images(encoder, rois, batch_size=batch_size)
+    """(image (N, D), text (N, D) with NaN rows where there is no text, term probabilities (N, T));
+    ``labels`` as in `embed_images`."""
+    image, probs = embed_images(encoder, rois, batch_size=batch_size, labels=labels)
     return image, embed_texts(encoder, texts), probs
 
 
@@ -274,7 +285,8 @@ def index_archive(
                 if keep:
                     ids = [cases[n][i].case_id for i in keep]
                     rois = np.stack([loaded[i][0] for i in keep])
-                    image, probs = embed_images(encoder, rois, batch_size=batch_size)
+                    labels = [cases[n][i].label for i in keep]
+                    image, probs = embed_images(encoder, rois, batch_size=batch_size, labels=labels)
                     commit_embeddings(store, version, terms, ids, image, text[keep], probs)
                     report.embedded.extend(ids)
                 cases[n], reads[n] = [], []  # free the ROIs

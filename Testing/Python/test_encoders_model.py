@@ -179,6 +179,12 @@ def test_encoder_with_label_prior_extends_image_vectors_and_pads_texts(tmp_path)
     np.testing.assert_allclose(pred.embeddings, vectors, atol=1e-6)
     # The prior part is sqrt(w) * sqrt(diagnosis probabilities).
     np.testing.assert_allclose(vectors[:, 16:], np.sqrt(0.5) * np.sqrt(pred.label_probs), atol=1e-5)
+    # Archive cases with a recorded diagnosis use it (one-hot) instead of the predicted one; unknown -> predicted.
+    known = encoder.encode_rois(rois, labels=["malignant", None, "benign", "other"])
+    np.testing.assert_allclose(known[0, 16:], [0.0, np.sqrt(0.5)], atol=1e-6)
+    np.testing.assert_allclose(known[2, 16:], [np.sqrt(0.5), 0.0], atol=1e-6)
+    np.testing.assert_allclose(known[[1, 3]], vectors[[1, 3]], atol=1e-6)
+    np.testing.assert_allclose(known[:, :16], vectors[:, :16], atol=1e-6)
     texts = encoder.project_texts(np.ones((2, config.text_dim), np.float32))
     assert texts.shape == (2, 18) and not texts[:, 16:].any()
     encoder.save(tmp_path / "m")

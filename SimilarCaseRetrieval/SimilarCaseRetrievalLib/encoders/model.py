@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -222,20 +223,38 @@ class CaseEncoder:
         extra = len(self.config.labels) if self.config.label_prior_weight > 0 else 0
         return self.config.embed_dim + extra
 
-    def _search_vectors(self, out: dict[str, np.ndarray]) -> np.ndarray:
+    def label_probs_for(self, label_probs: np.ndarray, labels: Sequence[str | None] | None) -> np.ndarray:
+        """Predicted diagnosis probabilities, replaced by the recorded diagnosis (one-hot) where ``labels``
+        gives one the model knows (archive cases: their diagnosis is known; queries: predicted)."""
+        probs = np.asarray(label_probs, np.float32).copy()
+        if labels is not None:
+            where = {lab: i for i, lab in enumerate(self.config.labels)}
+            for row, lab in enumerate(labels):
+                if lab in where:
+                    probs[row] = 0.0
+                    probs[row, where[lab]] = 1.0
+        return probs
+
+    def _search_vectors(self, out: dict[str, np.ndarray], labels=None) -> np.ndarray:
         emb = out["embedding"]
         w = self.config.label_prior_weight
         if w <= 0 or not self.config.labels:
             return emb
         logits = out.get("label_logits", np.zeros((len(emb), len(self.config.labels)), np.float32))
-        return with_label_prior(emb, softmax(logits), w)
+        return with_label_prior(emb, self.label_probs_for(softmax(logits), labels), w)
 
-    def encode_rois(self, rois: np.ndarray, batch_size: int = 16) -> np.ndarray:
-        """(N, C, Z, Y, X) -> (N, vector_dim) L2-normalised image vectors (with the diagnosis prior if on)."""
-        return self._search_vectors(self._image_outputs(rois, batch_size))
+    def encode_rois(
+        self, rois: np.ndarray, batch_size: int = 16, labels: Sequence[str | None] | None = None
+    ) -> np.ndarray:
+        """(N, C, Z, Y, X) -> (N, vector_dim) L2-normalised image vectors (with the diagnosis prior if on;
+        ``labels``: recorded diagnoses of archive cases, used instead of the predicted ones)."""
+        return self._search_vectors(self._image_outputs(rois, batch_size), labels)
 
-    def predict_rois(self, rois: np.ndarray, batch_size: int = 16) -> RoiPrediction:
-        """Embeddings plus term probabilities (sigmoid) and diagnosis probabilities (softmax)."""
+    def predict_rois(
+        self, rois: np.ndarray, batch_size: int = 16, labels: Sequence[str | None] | None = None
+    ) -> RoiPrediction:
+        """Search vectors (as `encode_rois`) plus term probabilities (sigmoid) and diagnosis probabilities
+        (softmax, always the predicted ones)."""
         out = self._image_outputs(rois, batch_size)
         n = len(out["embedding"])
         t = out.get("term_logits")
@@ -243,7 +262,7 @@ class CaseEncoder:
         term_probs = 1.0 / (1.0 + np.exp(-t)) if t is not None else np.zeros((n, 0), np.float32)
         label_probs = softmax(lab) if lab is not None else np.zeros((n, 0), np.float32)
         return RoiPrediction(
-            self._search_vectors(out), term_probs.astype(np.float32), label_probs.astype(np.float32)
+            self._search_vectors(out, labels), term_probs.astype(np.float32), label_probs.astype(np.float32)
         )
 
     def roi_for(self, study: Study, mask: sitk.Image) -> np.ndarray:

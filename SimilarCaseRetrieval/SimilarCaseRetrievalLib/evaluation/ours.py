@@ -90,7 +90,8 @@ def ours_output(index: EvalCollection, queries: EvalCollection, opts: MethodOpti
     encoder = encoder_for(index, opts)
     vq = vi = None
     if opts.mode in ("image", "fused"):
-        vq, vi = encoder.encode_rois(queries.rois), encoder.encode_rois(index.rois)
+        # index cases carry their recorded diagnosis (as in an archive); queries get the predicted one
+        vq, vi = encoder.encode_rois(queries.rois), encoder.encode_rois(index.rois, labels=index.labels)
     if opts.mode in ("text", "fused"):
         tq, ti = encoder.encode_texts(texts_q), encoder.encode_texts(texts_i)
         if opts.mode == "text":

@@ -76,7 +76,7 @@ class TrainOptions:
     # model selection on the validation split (docs/training.md): the epoch (stages 1-2) and the weight w of
     # the diagnosis prior in the image vector (`encoders.with_label_prior`) with the best image mAP@10;
     # without a validation split the last epoch and w = 0 are kept
-    prior_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 0.9)
+    prior_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 0.9, 0.97)
     select_epoch: bool = True
 
 
@@ -141,10 +141,11 @@ def evaluate(
         encoder.config.label_prior_weight = 0.0
         pq, pg = encoder.predict_rois(queries.rois), encoder.predict_rois(gallery.rois)
         encoder.config.label_prior_weight = old
+        g_probs = encoder.label_probs_for(pg.label_probs, gallery.labels)  # gallery: recorded diagnoses
         best = None
         for w in sorted(prior_weights):
             vq = with_label_prior(pq.embeddings, pq.label_probs, w) if w > 0 else pq.embeddings
-            vg = with_label_prior(pg.embeddings, pg.label_probs, w) if w > 0 else pg.embeddings
+            vg = with_label_prior(pg.embeddings, g_probs, w) if w > 0 else pg.embeddings
             score = map_at_k(vq, queries.labels, vg, gallery.labels, **ids)
             if w == 0:
                 out["image_w0"] = score
