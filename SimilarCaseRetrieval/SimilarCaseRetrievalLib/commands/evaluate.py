@@ -49,7 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="simulated relevance-feedback rounds (residual collection)",
     )
     parser.add_argument("--text-weight", type=float, default=0.3, help="text share of the fused score (0.3)")
-    parser.add_argument("--epochs", type=int, default=15, help="training epochs for trained methods (15)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="training epochs for trained methods (default: train's, training.loop.DEFAULT_EPOCHS = 60)",
+    )
     add_text_quantization(
         parser, "text model of the encoders trained per fold: int8 (default) or none (fp32)"
     )
@@ -119,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.methods import MethodOptions
     from ..evaluation.report import feedback_table, text_table
     from ..evaluation.runner import evaluate_method
+    from ..training.loop import DEFAULT_EPOCHS
 
     log = logging.getLogger("similar-cases.evaluate")
     index, queries = _load(args)
@@ -143,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             mode=mode or "image",
             model_dir=args.model,
             text_weight=args.text_weight,
-            epochs=args.epochs,
+            epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs,
             text_quantization=args.text_quantization,
             seed=args.seed,
             work_dir=args.work,

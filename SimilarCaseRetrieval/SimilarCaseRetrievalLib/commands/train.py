@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="where to write the model folder")
     parser.add_argument(
         "--epochs",
-        default="4,8,8",
-        help="epochs: 'N' in total (split 1:2:2 over stages 0/1/2) or 'a,b,c' per stage (default 4,8,8)",
+        help="epochs: 'N' in total (split 1:2:2 over stages 0/1/2) or 'a,b,c' per stage "
+        "(default training.loop.DEFAULT_EPOCHS = 60, i.e. 12,24,24)",
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine per stage)")
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from ..roi import RoiConfig
     from ..training import load_rois, train_model
     from ..training.card import write_model_card
-    from ..training.loop import DEFAULT_VAL_FRACTION
+    from ..training.loop import DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION
     from ..training.data import infer_sequences
 
     torch.set_num_threads(max(1, args.threads))
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         cases,
         config,
         rois=rois,
-        epochs=args.epochs,
+        epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs,
         seed=args.seed,
         val_fraction=DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction,
         batch_size=args.batch_size,

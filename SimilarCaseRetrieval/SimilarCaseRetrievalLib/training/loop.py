@@ -28,6 +28,9 @@ STAGES = ("self-supervised", "instance", "ranking")
 # inner validation share (grouped by patient) used for model selection by `similar-cases train` and by the
 # per-split trainings of `similar-cases evaluate`
 DEFAULT_VAL_FRACTION = 0.15
+# epochs of `similar-cases train` and of the per-split trainings of `evaluate` (split 12/24/24 over the stages;
+# docs/training.md, tuning log)
+DEFAULT_EPOCHS = 60
 
 
 def parse_epochs(value: int | str | Sequence[int]) -> tuple[int, int, int]:
@@ -71,8 +74,8 @@ class TrainOptions:
     # diagnosis head: cross-entropy weighted by inverse class frequency (rare diagnoses count as much)
     label_balance: bool = True
     # normalised-softmax (proxy) loss on the image embedding itself: one learnt proxy per diagnosis, cosine
-    # logits scaled by 16 (Zhai & Wu 2019); 0 = off
-    proxy_weight: float = 0.0
+    # logits scaled by 16 (Zhai & Wu 2019); 0 = off (the recipe before it)
+    proxy_weight: float = 1.0
     # model selection on the validation split (docs/training.md): the epoch (stages 1-2) and the weight w of
     # the diagnosis prior in the image vector (`encoders.with_label_prior`) with the best image mAP@10;
     # without a validation split the last epoch and w = 0 are kept
