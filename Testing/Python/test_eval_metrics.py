@@ -205,7 +205,9 @@ def test_fusion_gain_is_fused_minus_the_best_single_modality_with_a_paired_inter
         per_query = {"map@10": values, "precision@1": values}
         return MethodReport(name, EvalResult(["map@10", "precision@1"], per_query, ["a"] * 200))
 
-    reports = {n: report(n, v) for n, v in (("ours-image", image), ("ours-text", text), ("ours-fused", fused))}
+    reports = {
+        n: report(n, v) for n, v in (("ours-image", image), ("ours-text", text), ("ours-fused", fused))
+    }
     gain = fusion_gain(reports, n_boot=200)
     assert gain["versus"] == "ours-image"
     assert gain["gain"]["map@10"] == pytest.approx(float(np.mean(fused - image)))

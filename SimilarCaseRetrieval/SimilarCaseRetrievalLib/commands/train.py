@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from ..roi import RoiConfig
     from ..training import load_rois, train_model
     from ..training.card import write_model_card
-    from ..training.loop import DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION
     from ..training.data import infer_sequences
+    from ..training.loop import DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION
 
     torch.set_num_threads(max(1, args.threads))
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -367,9 +367,7 @@ def _train_model(
                     "options": opts_dict,
                     "history": history,
                     "train_ids": train.ids,
-                    "best": None
-                    if best is None
-                    else {"score": best[0], "epoch": best[1], "record": best[3]},
+                    "best": None if best is None else {"score": best[0], "epoch": best[1], "record": best[3]},
                 },
             )
         if on_epoch:
