@@ -345,8 +345,8 @@ def _train_model(
             record.update(evaluate(encoder, val, gallery, sentences, prior_weights=weights))
             score = record.get("map@10_image")
             if selecting and stage >= 1 and score is not None and (best is None or score >= best[0]):
-                state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
-                best = (float(score), epoch + 1, state, record)
+                snapshot = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
+                best = (float(score), epoch + 1, snapshot, record)
         history.append(record)
         log.debug("epoch %s", record)
         if checkpoint_dir is not None:
@@ -375,8 +375,8 @@ def _train_model(
     net.to("cpu").eval()
     selection: dict[str, Any] = {"epoch": total, "prior_weight": 0.0, "reason": "no validation split"}
     if best is not None:
-        score, best_epoch, state, rec = best
-        net.load_state_dict(state)
+        score, best_epoch, snapshot, rec = best
+        net.load_state_dict(snapshot)
         w = float(rec.get("prior_weight", 0.0) or 0.0)
         encoder.config.label_prior_weight = w
         selection = {
