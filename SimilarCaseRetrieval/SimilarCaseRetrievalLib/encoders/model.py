@@ -202,13 +202,14 @@ class CaseEncoder:
     def _image_outputs(self, rois: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
         rois = self.check_rois(rois)
         outs: dict[str, list[np.ndarray]] = {}
+        device = next(self.net.parameters()).device  # cuda while training with --device cuda
         with torch.inference_mode():
             for start in range(0, len(rois), batch_size):
-                batch = torch.from_numpy(rois[start : start + batch_size])
+                batch = torch.from_numpy(rois[start : start + batch_size]).to(device)
                 out = self.net.image(batch)
                 out["embedding"] = F.normalize(out["embedding"], dim=1)
                 for k, v in out.items():
-                    outs.setdefault(k, []).append(v.numpy())
+                    outs.setdefault(k, []).append(v.cpu().numpy())
         if not outs:  # N == 0
             return {
                 "embedding": np.zeros((0, self.config.embed_dim), np.float32),
@@ -299,7 +300,8 @@ class CaseEncoder:
                 "text embeddings", f"shape {s.shape} is not (N, {self.config.text_dim})", "re-embed"
             )
         with torch.inference_mode():
-            z = F.normalize(self.net.text(torch.from_numpy(s)), dim=1).numpy()
+            device = next(self.net.parameters()).device
+            z = F.normalize(self.net.text(torch.from_numpy(s).to(device)), dim=1).cpu().numpy()
         empty = ~np.any(s != 0, axis=1)
         z[empty] = 0.0
         pad = self.vector_dim - z.shape[1]  # the diagnosis-prior part of image vectors: zero for texts
