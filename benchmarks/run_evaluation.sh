@@ -27,11 +27,20 @@ similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method 
 similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method classifier --epochs 60 \
   --out "$W/synthetic-classifier60"
 similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method random --out "$W/synthetic-random"
+# issue 10 recipe (the defaults: 60 epochs, model selection + diagnosis prior on an inner validation split of
+# each fold's index side, proxy loss); prints the paired bootstrap of ours-fused minus the best single mode
+similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method ours --mode image text fused \
+  --epochs 60 --out "$W/synthetic-ours60" --work "$W/synthetic-models"
 
 # 2. AdrenalMNIST3D: index = train split (1188), queries = test split (298).
 similar-cases evaluate --dataset adrenal --data "$DATA/adrenalmnist3d" --method handcrafted classifier ours \
   --mode image --epochs 8 --feedback-rounds 2 --out "$W/adrenal"
 similar-cases evaluate --dataset adrenal --data "$DATA/adrenalmnist3d" --method random --out "$W/adrenal-random"
+# issue 10 recipe (the defaults), 60 epochs, and the classifier at the same 60 epochs
+similar-cases evaluate --dataset adrenal --data "$DATA/adrenalmnist3d" --method ours --mode image --epochs 60 \
+  --out "$W/adrenal-ours60" --work "$W/adrenal-models"
+similar-cases evaluate --dataset adrenal --data "$DATA/adrenalmnist3d" --method classifier --epochs 60 \
+  --out "$W/adrenal-classifier60"
 
 # 3. MMOTU ovarian ultrasound (2D, 1000 images), 5-fold CV (folds by image: no patient ids).
 similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method handcrafted classifier \
@@ -44,12 +53,20 @@ similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 -
 similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method ours --mode image \
   --epochs 60 --out "$W/mmotu-ours60"
 similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method random --out "$W/mmotu-random"
+# issue 10 recipe (the defaults), 60 epochs
+similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method ours --mode image \
+  --epochs 60 --out "$W/mmotu-ours-i10" --work "$W/mmotu-models"
 
 # 4. LIDC-IDRI reader contours (shape only): 300 random patients, 25% of them held out as queries.
 similar-cases evaluate --dataset lidc --data "$DATA/lidc" --limit 300 --holdout 0.25 --method handcrafted \
   classifier ours --mode image --epochs 8 --feedback-rounds 2 --out "$W/lidc"
 similar-cases evaluate --dataset lidc --data "$DATA/lidc" --limit 300 --holdout 0.25 --method random \
   --out "$W/lidc-random"
+# issue 10 recipe (the defaults), 60 epochs, and the classifier at the same 60 epochs
+similar-cases evaluate --dataset lidc --data "$DATA/lidc" --limit 300 --holdout 0.25 --method ours --mode image \
+  --epochs 60 --out "$W/lidc-ours60" --work "$W/lidc-models"
+similar-cases evaluate --dataset lidc --data "$DATA/lidc" --limit 300 --holdout 0.25 --method classifier \
+  --epochs 60 --out "$W/lidc-classifier60"
 
 # 5. IU chest X-ray reports (text only): R2Gen train split indexed, test split as queries. 'ours' = the text
 #    branch of the encoder trained on synthetic folds 2-5 (the first model written in step 1).

@@ -97,10 +97,15 @@ def torch_threads(n: int | None):
 
 
 def embed_images(
-    encoder: CaseEncoder, rois: np.ndarray, *, batch_size: int = 16
+    encoder: CaseEncoder,
+    rois: np.ndarray,
+    *,
+    batch_size: int = 16,
+    labels: Sequence[str | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(image embeddings (N, D), term probabilities (N, T))."""
-    pred = encoder.predict_rois(rois, batch_size=batch_size)
+    """(image vectors (N, D), term probabilities (N, T)); ``labels``: the cases' recorded diagnoses (the
+    diagnosis prior of a model that has one uses them instead of the predicted ones)."""
+    pred = encoder.predict_rois(rois, batch_size=batch_size, labels=labels)
     return np.asarray(pred.embeddings, dtype=np.float32), np.asarray(pred.term_probs, dtype=np.float32)
 
 
@@ -123,7 +128,7 @@ def embed_texts_and_backbone(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(N, D) text embeddings and the (N, text_dim) L2-normalised sentence (backbone) embeddings they were
     projected from, NaN rows where there is no text (backbone None for an encoder without the split API)."""
-    out = np.full((len(texts), encoder.config.embed_dim), np.nan, dtype=np.float32)
+    out = np.full((len(texts), encoder.vector_dim), np.nan, dtype=np.float32)
     backbone = None
     with_text = [i for i, t in enumerate(texts) if t and t.strip()]
     if with_text:
@@ -408,7 +413,8 @@ def _embed_pass(
                 if keep:
                     ids = [cases[n][i].case_id for i in keep]
                     rois = np.stack([loaded[i][0] for i in keep])
-                    image, probs = embed_images(encoder, rois, batch_size=batch_size)
+                    labels = [cases[n][i].label for i in keep]
+                    image, probs = embed_images(encoder, rois, batch_size=batch_size, labels=labels)
                     changed = commit_current(
                         store,
                         version,

@@ -39,9 +39,20 @@ _BACKGROUND_FRACTION = 0.10
 _CLIP = (-1.0, 2.0)
 
 
+GRID_3D = (64, 64, 32)
+GRID_2D = (64, 64, 1)
+
+
+def default_grid(study: Study) -> tuple[int, int, int]:
+    """The ROI grid (X, Y, Z) for a study when none is given: one slice for 2D images, else the 3D default.
+
+    Used by `train` and `evaluate` alike, so both read a 2D archive the same way."""
+    return GRID_2D if study.reference_image.GetSize()[2] == 1 else GRID_3D
+
+
 @dataclass(frozen=True)
 class RoiConfig:
-    grid: tuple[int, int, int] = (64, 64, 32)  # X, Y, Z voxels; Z = 1 for 2D images
+    grid: tuple[int, int, int] = GRID_3D  # X, Y, Z voxels; Z = 1 for 2D images
     margin_mm: float = 10.0
     percentiles: tuple[float, float] = (0.5, 99.5)
 

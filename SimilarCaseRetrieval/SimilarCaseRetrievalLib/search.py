@@ -470,7 +470,7 @@ class SearchEngine:
         """Store the case, embed it and add it to the index at once (nothing stored if anything fails)."""
         roi = self.encoder.roi_for(study, mask)  # validates the study and mask before touching the store
         with torch_threads(self.threads):
-            image, probs = embed_images(self.encoder, roi[None])
+            image, probs = embed_images(self.encoder, roi[None], labels=[case.label])  # recorded diagnosis
             text, backbone = embed_texts_and_backbone(self.encoder, [case.text])
         with self.store.transaction():
             self.store.add(case)

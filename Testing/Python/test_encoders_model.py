@@ -152,3 +152,46 @@ def test_fuse_embeddings_is_normalised_and_falls_back_to_image_without_text():
     np.testing.assert_allclose(np.linalg.norm(fused, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(fused[1], img[1], atol=1e-6)
     assert fused[0] @ txt[0] > img[0] @ txt[0]
+
+
+def test_label_prior_vectors_score_cosine_plus_diagnosis_agreement():
+    from SimilarCaseRetrievalLib.encoders import with_label_prior
+
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(3, 8)).astype(np.float32)
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.05, 0.95]], np.float32)
+    w = 0.4
+    v = with_label_prior(emb, probs, w)
+    assert v.shape == (3, 10)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    bc = np.sqrt(probs) @ np.sqrt(probs).T  # Bhattacharyya coefficient of the diagnosis distributions
+    np.testing.assert_allclose(v @ v.T, (1 - w) * e @ e.T + w * bc, atol=1e-5)
+
+
+def test_encoder_with_label_prior_extends_image_vectors_and_pads_texts(tmp_path):
+    config = tiny_config(label_prior_weight=0.5)
+    encoder = CaseEncoder.create(config, seed=0)
+    rois = rois_for(config, 4)
+    vectors = encoder.encode_rois(rois)
+    assert encoder.vector_dim == 16 + 2 and vectors.shape == (4, 18)
+    pred = encoder.predict_rois(rois)
+    np.testing.assert_allclose(pred.embeddings, vectors, atol=1e-6)
+    # The prior part is sqrt(w) * sqrt(diagnosis probabilities).
+    np.testing.assert_allclose(vectors[:, 16:], np.sqrt(0.5) * np.sqrt(pred.label_probs), atol=1e-5)
+    # Archive cases with a recorded diagnosis use it (one-hot) instead of the predicted one; unknown -> predicted.
+    known = encoder.encode_rois(rois, labels=["malignant", None, "benign", "other"])
+    np.testing.assert_allclose(known[0, 16:], [0.0, np.sqrt(0.5)], atol=1e-6)
+    np.testing.assert_allclose(known[2, 16:], [np.sqrt(0.5), 0.0], atol=1e-6)
+    np.testing.assert_allclose(known[[1, 3]], vectors[[1, 3]], atol=1e-6)
+    np.testing.assert_allclose(known[:, :16], vectors[:, :16], atol=1e-6)
+    texts = encoder.project_texts(np.ones((2, config.text_dim), np.float32))
+    assert texts.shape == (2, 18) and not texts[:, 16:].any()
+    encoder.save(tmp_path / "m")
+    assert CaseEncoder.load(tmp_path / "m").config.label_prior_weight == 0.5
+    # A config.json written before the key existed loads as no prior (vectors = the plain embedding).
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    del cfg["label_prior_weight"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    old = CaseEncoder.load(tmp_path / "m")
+    assert old.vector_dim == 16 and old.encode_rois(rois).shape == (4, 16)

@@ -223,3 +223,36 @@ def test_evaluate_ours_trains_per_split_and_reports(tmp_path):
         )
         == 2
     )
+
+
+def _manifest_2d(folder, n: int, seed: int):
+    """A manifest of n one-slice (2D) images with a disc (label 0) or a bar (label 1) as the segment."""
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.indices((40, 40), dtype=np.float32) - 19.5
+    rows = [["case_id", "image", "mask", "label"]]
+    for i in range(n):
+        r = rng.uniform(5, 9)
+        mask = (xx**2 + yy**2 <= r * r) if i % 2 == 0 else ((abs(xx) <= r) & (abs(yy) <= 2))
+        image = rng.normal(100, 10, (40, 40)).astype(np.float32) + 80 * mask
+        for name, arr in (("img", image), ("seg", mask.astype(np.uint8))):
+            sitk.WriteImage(sitk.GetImageFromArray(arr), str(folder / f"{name}{i}.nrrd"))
+        rows.append([f"c{seed}_{i}", f"img{i}.nrrd", f"seg{i}.nrrd", str(i % 2)])
+    path = folder / "manifest.csv"
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return path
+
+
+def test_evaluate_manifests_of_2d_images_use_a_one_slice_grid(tmp_path):
+    """Without --grid, 2D images get the 64x64x1 grid that `train` picks, not the 3D default (64x64x32)."""
+    index = _manifest_2d(tmp_path / "index", 8, seed=0)
+    queries = _manifest_2d(tmp_path / "queries", 4, seed=1)
+    out = tmp_path / "out"
+    args = ["evaluate", "--index-manifest", str(index), "--query-manifest", str(queries)]
+    assert main([*args, "--method", "random", "--bootstrap", "20", "--out", str(out)]) == 0
+    result = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert result["grid"] == [64, 64, 1]
+    assert result["methods"]["random"]["n_queries"] == 4

@@ -190,3 +190,27 @@ def test_grouped_folds_never_split_a_patient():
     assert not {groups[i] for i in train} & {groups[i] for i in test}
     with pytest.raises(ValueError):
         grouped_folds(["p1", "p1", "p2"], 5)
+
+
+def test_fusion_gain_is_fused_minus_the_best_single_modality_with_a_paired_interval():
+    from SimilarCaseRetrievalLib.evaluation.metrics import EvalResult
+    from SimilarCaseRetrievalLib.evaluation.runner import MethodReport, fusion_gain
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0.3, 0.9, 200)
+    text = image - 0.2  # worse than image on every query
+    fused = image + rng.uniform(0.0, 0.1, 200)  # never worse than image
+
+    def report(name, values):
+        per_query = {"map@10": values, "precision@1": values}
+        return MethodReport(name, EvalResult(["map@10", "precision@1"], per_query, ["a"] * 200))
+
+    reports = {
+        n: report(n, v) for n, v in (("ours-image", image), ("ours-text", text), ("ours-fused", fused))
+    }
+    gain = fusion_gain(reports, n_boot=200)
+    assert gain["versus"] == "ours-image"
+    assert gain["gain"]["map@10"] == pytest.approx(float(np.mean(fused - image)))
+    lo, hi = gain["gain_ci95"]["map@10"]
+    assert 0 < lo < gain["gain"]["map@10"] < hi
+    assert fusion_gain({"ours-image": reports["ours-image"]}) is None

@@ -133,3 +133,34 @@ def test_an_unloadable_text_model_stops_indexing_before_anything_is_stored(tmp_p
     report = index_archive(store, encoder, progress=False, chunk_size=4)
     assert len(report.embedded) == len(store) and 0.0 <= report.text_model_seconds <= report.seconds
     assert report.speed().startswith(f"{len(store)} case(s) in ")
+
+
+def test_a_model_with_a_diagnosis_prior_indexes_and_searches_with_recorded_diagnoses(tmp_path, tiny_archive):
+    """Image vectors grow by one entry per diagnosis (the archive case's recorded one), texts stay zero there;
+    the index and the search engine take the larger vectors."""
+    import dataclasses
+
+    from SimilarCaseRetrievalLib.encoders import CaseEncoder
+    from SimilarCaseRetrievalLib.search import SearchEngine
+    from SimilarCaseRetrievalLib.slicer_selftest import tiny_model_config
+
+    config = dataclasses.replace(tiny_model_config("prior"), label_prior_weight=0.5)
+    CaseEncoder.create(config, seed=0).save(tmp_path / "model")
+    encoder = CaseEncoder.load(tmp_path / "model")
+    store = copy_archive(tiny_archive, tmp_path / "archive")
+    report = index_archive(store, encoder, chunk_size=10, text_cache=False, progress=False)
+    assert not report.failed
+    got = _embeddings(store, encoder.version)
+    dim, labels = config.embed_dim, config.labels
+    for case_id, vector in got["image"].items():
+        assert vector.shape == (encoder.vector_dim,) == (dim + len(labels),)
+        expected = np.zeros(len(labels), np.float32)
+        expected[labels.index(store.get(case_id).label)] = np.sqrt(0.5)
+        np.testing.assert_allclose(vector[dim:], expected, atol=1e-6)
+    assert all(not v[dim:].any() for v in got["text"].values())
+    store.close()
+    engine = SearchEngine(tmp_path / "archive", tmp_path / "model")
+    case = engine.store.get("OV0005")
+    study = engine.store.load_study(case)
+    result = engine.search(study=study, mask=engine.store.load_mask(case, study), text=case.notes, k=3)
+    assert len(result.hits) == 3 and result.mode == "fused"

@@ -133,3 +133,24 @@ def test_recipe_options_switch_the_supervised_contrastive_term_and_bad_ones_are_
     assert all("loss_supcon" not in h for h in runs["original"])
     with pytest.raises(CaseInputError, match="unknown training options"):
         train_model(tiny_data(), tiny_config(), epochs=(0, 1, 0), progress=False, options={"bogus": 1})
+
+
+def test_model_selection_on_the_validation_split_sets_epoch_and_prior_weight(tmp_path):
+    from SimilarCaseRetrievalLib.training.card import model_card
+
+    data = tiny_data(24)
+    encoder = train_model(
+        data, tiny_config(), epochs=(0, 3, 1), batch_size=8, seed=1, val_fraction=0.25, progress=False
+    )
+    history = encoder.config.metrics["history"]
+    selection = encoder.config.metrics["selection"]
+    scores = [h["map@10_image"] for h in history]
+    # The kept epoch is one with the best validation score; its prior weight is the model's.
+    assert scores[selection["epoch"] - 1] == max(scores)
+    assert selection["prior_weight"] == history[selection["epoch"] - 1]["prior_weight"]
+    assert encoder.config.label_prior_weight == selection["prior_weight"]
+    assert all(h["map@10_image"] >= h["map@10_image_w0"] for h in history)
+    assert f"epoch {selection['epoch']}" in model_card(encoder)
+    # Without a validation split: the last epoch, no prior.
+    plain = train_model(data, tiny_config(), epochs=(0, 1, 0), batch_size=8, progress=False)
+    assert plain.config.label_prior_weight == 0.0 and plain.config.metrics["selection"]["epoch"] == 1

@@ -58,7 +58,7 @@ def predict_cases(
         log.warning("case %s skipped: %s", case_id, err)
     n_labels, n_terms = len(encoder.config.labels), len(encoder.config.terms)
     if not ok:
-        empty = np.zeros((0, encoder.config.embed_dim), np.float32)
+        empty = np.zeros((0, encoder.vector_dim), np.float32)
         return CasePredictions([], empty, np.zeros((0, n_labels)), np.zeros((0, n_terms)), failed)
     with torch_threads(threads):
         pred = encoder.predict_rois(np.stack([loaded[i][0] for i in ok]))
@@ -93,6 +93,6 @@ def case_embeddings(
         elif case.case_id in fresh:
             ids.append(case.case_id)
             vectors.append(fresh[case.case_id])
-    dim = encoder.config.embed_dim
+    dim = encoder.vector_dim
     matrix = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
     return CasePredictions(ids, matrix, failed={} if computed is None else computed.failed)

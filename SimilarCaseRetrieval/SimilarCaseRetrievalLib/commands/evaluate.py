@@ -50,11 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--text-weight", type=float, default=0.3, help="text share of the fused score (0.3)")
     add_hybrid(parser)
-    parser.add_argument("--epochs", type=int, default=15, help="training epochs for trained methods (15)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="training epochs for trained methods (default: train's, training.loop.DEFAULT_EPOCHS = 60)",
+    )
     add_text_quantization(
         parser, "text model of the encoders trained per fold: int8 (default) or none (fp32)"
     )
-    parser.add_argument("--grid", help="ROI grid X,Y,Z for manifest/archive cases (default the model's)")
+    parser.add_argument(
+        "--grid",
+        help="ROI grid X,Y,Z for manifest/archive cases (default: the --model's; without one 64,64,1 for 2D "
+        "images, 64,64,32 for 3D, as in train)",
+    )
     parser.add_argument(
         "--query-text",
         choices=("notes", "full"),
@@ -96,6 +104,7 @@ def _load(args):
 
     if args.index_manifest:
         index = load_manifest_collection(args.index_manifest, **kwargs)
+        kwargs["grid"] = tuple(index.meta["grid"])  # queries on the index's grid (2D or 3D decided once)
         queries = load_manifest_collection(args.query_manifest, **kwargs) if args.query_manifest else None
         return index, queries
     if args.archive:
@@ -115,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.methods import MethodOptions
     from ..evaluation.report import feedback_table, text_table
     from ..evaluation.runner import evaluate_method
+    from ..training.loop import DEFAULT_EPOCHS
 
     log = logging.getLogger("similar-cases.evaluate")
     index, queries = _load(args)
@@ -132,14 +142,14 @@ def run(args: argparse.Namespace) -> int:
         protocol,
     )
     runs = [(m, mode) for m in args.method for mode in (args.mode if m == "ours" else [None])]
-    summaries, examples = {}, {}
+    summaries, examples, reports = {}, {}, {}
     for method, mode in runs:
         name = f"{method}-{mode}" if mode else method
         opts = MethodOptions(
             mode=mode or "image",
             model_dir=args.model,
             text_weight=args.text_weight,
-            epochs=args.epochs,
+            epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs,
             text_quantization=args.text_quantization,
             seed=args.seed,
             work_dir=args.work,
@@ -156,9 +166,12 @@ def run(args: argparse.Namespace) -> int:
             holdout=args.holdout,
         )
         summaries[name] = report.summary(n_boot=args.bootstrap, seed=args.seed)
+        reports[name] = report
         examples[name] = report.example
         log.info("%s done: %d queries", name, report.result.n_queries)
-    from ..evaluation.runner import chance_precision
+    from ..evaluation.runner import chance_precision, fusion_gain
+
+    gain = fusion_gain(reports, n_boot=args.bootstrap, seed=args.seed)
 
     chance = chance_precision(index, queries, cv=args.cv, seed=args.seed, holdout=args.holdout)
     print(f"{index.name} ({protocol}; k={args.k}; mean [bootstrap 95% interval over queries])")
@@ -166,6 +179,15 @@ def run(args: argparse.Namespace) -> int:
     print(text_table(summaries))
     if args.feedback_rounds:
         print(feedback_table(summaries))
+    if gain is not None:
+        print(
+            f"ours-fused minus {gain['versus']} (paired bootstrap 95% interval over the same queries): "
+            + ", ".join(
+                f"{m} {g:+.3f} [{gain['gain_ci95'][m][0]:+.3f}, {gain['gain_ci95'][m][1]:+.3f}]"
+                for m, g in gain["gain"].items()
+                if m in gain["gain_ci95"]
+            )
+        )
     if args.out:
         from ..evaluation.plots import bar_chart, qualitative_figure
 
@@ -177,10 +199,13 @@ def run(args: argparse.Namespace) -> int:
             "k": args.k,
             "seed": args.seed,
             "n_index": len(index),
+            "grid": index.meta.get("grid"),
             "chance_precision": chance,
             "n_queries_set": len(queries) if queries is not None else None,
             "methods": summaries,
         }
+        if gain is not None:
+            payload["fusion_gain"] = gain
         (out / "results.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
         bar_chart(summaries, out / "metrics.png", title=f"{index.name}: {protocol}")
         for name, ex in examples.items():

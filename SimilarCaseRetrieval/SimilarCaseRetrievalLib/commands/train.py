@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="where to write the model folder")
     parser.add_argument(
         "--epochs",
-        default="4,8,8",
-        help="epochs: 'N' in total (split 1:2:2 over stages 0/1/2) or 'a,b,c' per stage (default 4,8,8)",
+        help="epochs: 'N' in total (split 1:2:2 over stages 0/1/2) or 'a,b,c' per stage "
+        "(default training.loop.DEFAULT_EPOCHS = 60, i.e. 12,24,24)",
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine per stage)")
@@ -44,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embed-dim", type=int, default=256)
     parser.add_argument("--widths", default="16,32,64,96", help="CNN channel widths per stage")
     parser.add_argument(
-        "--val-fraction", type=float, default=0.15, help="validation share (grouped by patient)"
+        "--val-fraction",
+        type=float,
+        help="validation share (grouped by patient) for model selection: epoch and diagnosis-prior weight "
+        "(default training.loop.DEFAULT_VAL_FRACTION = 0.15; 0 keeps the last epoch and no prior)",
     )
     parser.add_argument("--name", default="scr-ovary-mri", help="model name (first part of the version)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch)")
@@ -74,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training import load_rois, train_model
     from ..training.card import write_model_card
     from ..training.data import infer_sequences
+    from ..training.loop import DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION
 
     torch.set_num_threads(max(1, args.threads))
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -105,8 +109,9 @@ def run(args: argparse.Namespace) -> int:
     if args.grid:
         grid = _ints(args.grid, "--grid", 3)
     else:
-        first = store.load_study(cases[0]) if store else _first_study(cases[0])
-        grid = (64, 64, 1) if first.reference_image.GetSize()[2] == 1 else (64, 64, 32)
+        from ..roi import default_grid
+
+        grid = default_grid(store.load_study(cases[0]) if store else _first_study(cases[0]))
     roi = RoiConfig(grid=grid) if args.margin_mm is None else RoiConfig(grid=grid, margin_mm=args.margin_mm)
     config = ModelConfig(
         sequences=sequences,
@@ -146,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
         cases,
         config,
         rois=rois,
-        epochs=args.epochs,
+        epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs,
         seed=args.seed,
-        val_fraction=args.val_fraction,
+        val_fraction=DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction,
         batch_size=args.batch_size,
         lr=args.lr,
         device=args.device,

@@ -48,6 +48,9 @@ class ModelConfig:
     stem_stride: int = 4
     groups: int = 8
     text_hidden: int = 512
+    # diagnosis prior in the image vector (chosen on the validation split by training; 0 = plain embedding,
+    # what a config.json without the key means): see `with_label_prior`
+    label_prior_weight: float = 0.0
     # provenance
     name: str = "scr-ovary-mri"
     trained_date: str = ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -205,34 +206,69 @@ class CaseEncoder:
     def _image_outputs(self, rois: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
         rois = self.check_rois(rois)
         outs: dict[str, list[np.ndarray]] = {}
+        device = next(self.net.parameters()).device  # cuda while training with --device cuda
         with torch.inference_mode():
             for start in range(0, len(rois), batch_size):
-                batch = torch.from_numpy(rois[start : start + batch_size])
+                batch = torch.from_numpy(rois[start : start + batch_size]).to(device)
                 out = self.net.image(batch)
                 out["embedding"] = F.normalize(out["embedding"], dim=1)
                 for k, v in out.items():
-                    outs.setdefault(k, []).append(v.numpy())
+                    outs.setdefault(k, []).append(v.cpu().numpy())
         if not outs:  # N == 0
-            return {"embedding": np.zeros((0, self.config.embed_dim), np.float32)}
+            return {
+                "embedding": np.zeros((0, self.config.embed_dim), np.float32),
+                "label_logits": np.zeros((0, len(self.config.labels)), np.float32),
+            }
         return {k: np.concatenate(v).astype(np.float32) for k, v in outs.items()}
 
-    def encode_rois(self, rois: np.ndarray, batch_size: int = 16) -> np.ndarray:
-        """(N, C, Z, Y, X) -> (N, D) L2-normalised image embeddings."""
-        return self._image_outputs(rois, batch_size)["embedding"]
+    @property
+    def vector_dim(self) -> int:
+        """Size of the vectors this model writes for search: the embedding, plus one entry per diagnosis when
+        the diagnosis prior is on (text vectors are zero there)."""
+        extra = len(self.config.labels) if self.config.label_prior_weight > 0 else 0
+        return self.config.embed_dim + extra
 
-    def predict_rois(self, rois: np.ndarray, batch_size: int = 16) -> RoiPrediction:
-        """Embeddings plus term probabilities (sigmoid) and diagnosis probabilities (softmax)."""
+    def label_probs_for(self, label_probs: np.ndarray, labels: Sequence[str | None] | None) -> np.ndarray:
+        """Predicted diagnosis probabilities, replaced by the recorded diagnosis (one-hot) where ``labels``
+        gives one the model knows (archive cases: their diagnosis is known; queries: predicted)."""
+        probs = np.asarray(label_probs, np.float32).copy()
+        if labels is not None:
+            where = {lab: i for i, lab in enumerate(self.config.labels)}
+            for row, lab in enumerate(labels):
+                if lab in where:
+                    probs[row] = 0.0
+                    probs[row, where[lab]] = 1.0
+        return probs
+
+    def _search_vectors(self, out: dict[str, np.ndarray], labels=None) -> np.ndarray:
+        emb = out["embedding"]
+        w = self.config.label_prior_weight
+        if w <= 0 or not self.config.labels:
+            return emb
+        logits = out.get("label_logits", np.zeros((len(emb), len(self.config.labels)), np.float32))
+        return with_label_prior(emb, self.label_probs_for(softmax(logits), labels), w)
+
+    def encode_rois(
+        self, rois: np.ndarray, batch_size: int = 16, labels: Sequence[str | None] | None = None
+    ) -> np.ndarray:
+        """(N, C, Z, Y, X) -> (N, vector_dim) L2-normalised image vectors (with the diagnosis prior if on;
+        ``labels``: recorded diagnoses of archive cases, used instead of the predicted ones)."""
+        return self._search_vectors(self._image_outputs(rois, batch_size), labels)
+
+    def predict_rois(
+        self, rois: np.ndarray, batch_size: int = 16, labels: Sequence[str | None] | None = None
+    ) -> RoiPrediction:
+        """Search vectors (as `encode_rois`) plus term probabilities (sigmoid) and diagnosis probabilities
+        (softmax, always the predicted ones)."""
         out = self._image_outputs(rois, batch_size)
         n = len(out["embedding"])
         t = out.get("term_logits")
         lab = out.get("label_logits")
         term_probs = 1.0 / (1.0 + np.exp(-t)) if t is not None else np.zeros((n, 0), np.float32)
-        if lab is not None:
-            e = np.exp(lab - lab.max(axis=1, keepdims=True))
-            label_probs = e / e.sum(axis=1, keepdims=True)
-        else:
-            label_probs = np.zeros((n, 0), np.float32)
-        return RoiPrediction(out["embedding"], term_probs.astype(np.float32), label_probs.astype(np.float32))
+        label_probs = softmax(lab) if lab is not None else np.zeros((n, 0), np.float32)
+        return RoiPrediction(
+            self._search_vectors(out, labels), term_probs.astype(np.float32), label_probs.astype(np.float32)
+        )
 
     def roi_for(self, study: Study, mask: sitk.Image) -> np.ndarray:
         """The ROI tensor (C, Z, Y, X) for this model's sequences and grid."""
@@ -268,9 +304,13 @@ class CaseEncoder:
                 "text embeddings", f"shape {s.shape} is not (N, {self.config.text_dim})", "re-embed"
             )
         with torch.inference_mode():
-            z = F.normalize(self.net.text(torch.from_numpy(s)), dim=1).numpy()
+            device = next(self.net.parameters()).device
+            z = F.normalize(self.net.text(torch.from_numpy(s).to(device)), dim=1).cpu().numpy()
         empty = ~np.any(s != 0, axis=1)
         z[empty] = 0.0
+        pad = self.vector_dim - z.shape[1]  # the diagnosis-prior part of image vectors: zero for texts
+        if pad:
+            z = np.concatenate([z, np.zeros((len(z), pad), np.float32)], axis=1)
         return z.astype(np.float32)
 
     def encode_texts(self, texts: list[str], progress: bool = False) -> np.ndarray:
@@ -278,7 +318,7 @@ class CaseEncoder:
         if isinstance(texts, str):
             texts = [texts]
         if not texts:
-            return np.zeros((0, self.config.embed_dim), np.float32)
+            return np.zeros((0, self.vector_dim), np.float32)
         return self.project_texts(self.sentence_embeddings(list(texts), progress=progress))
 
     # ---- misc --------------------------------------------------------------------------------------------
@@ -290,6 +330,7 @@ class CaseEncoder:
             "sequences": self.config.sequences,
             "grid": list(self.config.roi.grid),
             "embed_dim": self.config.embed_dim,
+            "label_prior_weight": self.config.label_prior_weight,
             "terms": len(self.config.terms),
             "labels": self.config.labels,
             "text_model": self.config.text_model,
@@ -309,3 +350,23 @@ def fuse_embeddings(image: np.ndarray, text: np.ndarray, text_weight: float = 0.
     fused = (1.0 - text_weight) * image + text_weight * text
     norms = np.linalg.norm(fused, axis=-1, keepdims=True)
     return (fused / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (float32)."""
+    logits = np.asarray(logits, np.float32)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True)) if logits.size else logits
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32) if logits.size else logits
+
+
+def with_label_prior(embeddings: np.ndarray, label_probs: np.ndarray, weight: float) -> np.ndarray:
+    """``[sqrt(1 - w) * e, sqrt(w) * sqrt(p)]``: unit vectors whose dot product is
+    ``(1 - w) * cos(e_q, e_h) + w * BC(p_q, p_h)``, BC = the Bhattacharyya coefficient of the two diagnosis
+    distributions (1 for identical ones). A diagnosis prior (what makes a classifier strong for retrieval)
+    that keeps the embedding's order among cases of the same predicted diagnosis."""
+    e = np.asarray(embeddings, np.float32)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    p = np.sqrt(np.clip(np.asarray(label_probs, np.float32), 0.0, None))
+    p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    w = float(weight)
+    return np.concatenate([np.sqrt(1.0 - w) * e, np.sqrt(w) * p], axis=1).astype(np.float32)

@@ -53,6 +53,7 @@ def encoder_for(index: EvalCollection, opts: MethodOptions):
     if opts.model_dir:
         return CaseEncoder.load(opts.model_dir)
     from ..training import train_model
+    from ..training.loop import DEFAULT_VAL_FRACTION
 
     key = (index.name, tuple(index.ids), opts.epochs, opts.seed, opts.text_quantization)
     if key not in _TRAINED:
@@ -63,6 +64,7 @@ def encoder_for(index: EvalCollection, opts: MethodOptions):
             config,
             epochs=opts.epochs,
             seed=opts.seed,
+            val_fraction=DEFAULT_VAL_FRACTION,  # inner split of the index side: model selection, as `train`
             progress=opts.progress,
             sentence_cache=_SENTENCES.setdefault((config.text_model, config.text_quantization), {}),
         )
@@ -148,7 +150,8 @@ def ours_output(index: EvalCollection, queries: EvalCollection, opts: MethodOpti
     encoder = encoder_for(index, opts)
     vq = vi = None
     if opts.mode in ("image", "fused"):
-        vq, vi = encoder.encode_rois(queries.rois), encoder.encode_rois(index.rois)
+        # index cases carry their recorded diagnosis (as in an archive); queries get the predicted one
+        vq, vi = encoder.encode_rois(queries.rois), encoder.encode_rois(index.rois, labels=index.labels)
     if opts.mode in ("text", "fused"):
         tq, bq = _text_vectors(encoder, texts_q)
         ti, bi = _text_vectors(encoder, texts_i)

@@ -132,6 +132,23 @@ def chance_precision(
     return float(np.mean(values)) if values else float("nan")
 
 
+def fusion_gain(reports: dict[str, MethodReport], n_boot: int = 1000, seed: int = 0) -> dict | None:
+    """Fused minus the best single modality (by mAP@k) of ours, per metric, with the paired bootstrap
+    interval over the same queries; None unless ours-fused and at least one of ours-image / ours-text ran."""
+    fused = reports.get("ours-fused")
+    singles = {n: r for n, r in reports.items() if n in ("ours-image", "ours-text")}
+    if fused is None or not singles:
+        return None
+    key = next(m for m in fused.result.per_query if m.startswith("map@"))
+    best = max(singles, key=lambda n: singles[n].result.mean()[key])
+    a, b = singles[best].result.mean(), fused.result.mean()
+    return {
+        "versus": best,
+        "gain": {m: b[m] - a[m] for m in a},
+        "gain_ci95": _paired_ci(singles[best].result, fused.result, n_boot=n_boot, seed=seed),
+    }
+
+
 def _paired_ci(a: EvalResult, b: EvalResult, n_boot: int = 1000, seed: int = 0) -> dict[str, list[float]]:
     """Bootstrap interval of the mean per-query difference b - a (same queries, same order)."""
     if a.n_queries == 0 or a.n_queries != b.n_queries:
@@ -140,4 +157,4 @@ def _paired_ci(a: EvalResult, b: EvalResult, n_boot: int = 1000, seed: int = 0) 
     return {m: list(v) for m, v in diff.bootstrap(n_boot=n_boot, seed=seed).items()}
 
 
-__all__ = ["MethodReport", "evaluate_method", "Ranking"]
+__all__ = ["MethodReport", "evaluate_method", "fusion_gain", "Ranking"]

@@ -20,6 +20,32 @@ def _recipe_line(recipe: dict | None) -> str:
     return f"Recipe: original (no supervised contrastive term; instance loss weight {recipe.get('instance_weight')})."
 
 
+def _head_line(recipe: dict | None) -> str:
+    if not recipe or "proxy_weight" not in recipe:
+        return ""
+    balance = "class-balanced" if recipe.get("label_balance") else "unweighted"
+    return (
+        f"\nDiagnosis head: {balance} cross-entropy; proxy (normalised-softmax) loss on the embedding, weight "
+        f"{recipe['proxy_weight']}."
+    )
+
+
+def _selection(config) -> str:
+    sel = config.metrics.get("selection")
+    if not sel:
+        return "Not recorded (trained before model selection existed: the last epoch, no diagnosis prior)."
+    w = float(sel.get("prior_weight", 0.0))
+    prior = (
+        f"diagnosis prior weight w = {w:g}: image vectors are [sqrt(1-w)·embedding, sqrt(w)·sqrt(p)], p = the "
+        "recorded diagnosis of an archive case (one-hot) or the predicted distribution of a query, so their dot "
+        "product is (1-w)·cosine + w·sqrt(probability that the query has the archive case's diagnosis); cases "
+        "of the query's probable diagnosis come first, ordered by the embedding"
+        if w > 0
+        else "no diagnosis prior (w = 0: the plain embedding)"
+    )
+    return f"Kept the weights of epoch {sel.get('epoch')} and {prior}. Why: {sel.get('reason', '?')}."
+
+
 def _quantization(config) -> str:
     if config.text_quantization == "int8":
         return "int8 dynamic quantisation of its Linear layers"
@@ -44,7 +70,7 @@ Heads: {len(c.terms)} semantic terms (sigmoid), {len(c.labels)} diagnoses (softm
 Training: stage 0 self-supervised (NT-Xent on augmented ROI views), stage 1 instance loss with a classifier
 shared by both branches + term/label heads, stage 2 + bidirectional hinge ranking loss with hardest negatives
 (image->text, text->image, image->image for cases sharing a diagnosis). Text model frozen (cached embeddings).
-{_recipe_line(m.get("recipe"))}
+{_recipe_line(m.get("recipe"))}{_head_line(m.get("recipe"))}
 
 ## Data
 {m.get("data", "?")}: {m.get("n_train", "?")} training and {m.get("n_val", "?")} validation cases
@@ -56,6 +82,9 @@ Image query = ROI; text query = clinical notes only, gallery texts = report + no
 | retrieval | mAP@10 |
 |---|---|
 {rows}
+
+## Model selection (on the validation split only)
+{_selection(c)}
 
 ## Reproduce
 ```

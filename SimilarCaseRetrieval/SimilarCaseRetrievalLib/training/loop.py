@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..encoders import CaseEncoder, ModelConfig, fuse_embeddings
+from ..encoders import CaseEncoder, ModelConfig, fuse_embeddings, with_label_prior
 from ..errors import CaseInputError
 from .augment import augment
 from .checkpoint import optimizer_state, read_checkpoint, save_checkpoint
@@ -25,6 +25,12 @@ from .metrics import map_at_k
 
 log = logging.getLogger(__name__)
 STAGES = ("self-supervised", "instance", "ranking")
+# inner validation share (grouped by patient) used for model selection by `similar-cases train` and by the
+# per-split trainings of `similar-cases evaluate`
+DEFAULT_VAL_FRACTION = 0.15
+# epochs of `similar-cases train` and of the per-split trainings of `evaluate` (split 12/24/24 over the stages;
+# docs/training.md, tuning log)
+DEFAULT_EPOCHS = 60
 
 
 def parse_epochs(value: int | str | Sequence[int]) -> tuple[int, int, int]:
@@ -65,6 +71,16 @@ class TrainOptions:
     supcon_temperature: float = 0.1
     supcon_terms: bool = True
     instance_weight: float = 0.1
+    # diagnosis head: cross-entropy weighted by inverse class frequency (rare diagnoses count as much)
+    label_balance: bool = True
+    # normalised-softmax (proxy) loss on the image embedding itself: one learnt proxy per diagnosis, cosine
+    # logits scaled by 16 (Zhai & Wu 2019); 0 = off (the recipe before it)
+    proxy_weight: float = 1.0
+    # model selection on the validation split (docs/training.md): the epoch (stages 1-2) and the weight w of
+    # the diagnosis prior in the image vector (`encoders.with_label_prior`) with the best image mAP@10;
+    # without a validation split the last epoch and w = 0 are kept
+    prior_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 0.9, 0.97)
+    select_epoch: bool = True
 
 
 # TrainOptions fields that change the objective (set with train_model(options=...), kept in checkpoints)
@@ -78,6 +94,10 @@ RECIPE_FIELDS = (
     "supcon_temperature",
     "supcon_terms",
     "instance_weight",
+    "label_balance",
+    "proxy_weight",
+    "prior_weights",
+    "select_epoch",
 )
 
 
@@ -110,21 +130,60 @@ def evaluate(
     gallery: TrainingData,
     sentences: dict[str, np.ndarray],
     k: int = 10,
+    prior_weights: Sequence[float] = (),
 ) -> dict[str, float]:
-    """mAP@k (relevance = same label) of image-only, text-only (query notes vs gallery reports) and fused."""
-    q_img = encoder.encode_rois(queries.rois)
-    g_img = encoder.encode_rois(gallery.rois)
+    """mAP@k (relevance = same label) of image-only, text-only (query notes vs gallery reports) and fused.
+    With ``prior_weights`` (and a diagnosis head) the image vectors get the diagnosis prior of the weight
+    with the best image mAP@k (ties: the smaller weight), given as ``prior_weight``; ``map@k_image_w0`` is
+    the plain embedding's."""
+    ids = dict(query_ids=queries.ids, gallery_ids=gallery.ids, k=k)
+    out: dict[str, float] = {}
+    chosen = None
+    if encoder.config.labels and any(w > 0 for w in prior_weights):
+        old = encoder.config.label_prior_weight
+        encoder.config.label_prior_weight = 0.0
+        pq, pg = encoder.predict_rois(queries.rois), encoder.predict_rois(gallery.rois)
+        encoder.config.label_prior_weight = old
+        g_probs = encoder.label_probs_for(pg.label_probs, gallery.labels)  # gallery: recorded diagnoses
+        best = None
+        for w in sorted(prior_weights):
+            vq = with_label_prior(pq.embeddings, pq.label_probs, w) if w > 0 else pq.embeddings
+            vg = with_label_prior(pg.embeddings, g_probs, w) if w > 0 else pg.embeddings
+            score = map_at_k(vq, queries.labels, vg, gallery.labels, **ids)
+            if w == 0:
+                out["image_w0"] = score
+            if best is None or score > best[0] + 1e-9:
+                best = (score, w, vq, vg)
+        assert best is not None
+        out["image"], chosen, q_img, g_img = best
+        pad = np.zeros((len(q_img), q_img.shape[1] - encoder.config.embed_dim), np.float32)
+        pad_g = np.zeros((len(g_img), pad.shape[1]), np.float32)
+    else:
+        q_img = encoder.encode_rois(queries.rois)
+        g_img = encoder.encode_rois(gallery.rois)
+        out["image"] = map_at_k(q_img, queries.labels, g_img, gallery.labels, **ids)
     dim = encoder.config.text_dim
     zero = np.zeros(dim, np.float32)
     q_txt = encoder.project_texts(np.stack([sentences.get(t, zero) for t in queries.query_texts]))
     g_txt = encoder.project_texts(np.stack([sentences.get(t, zero) for t in gallery.texts]))
-    ids = dict(query_ids=queries.ids, gallery_ids=gallery.ids, k=k)
-    out = {"image": map_at_k(q_img, queries.labels, g_img, gallery.labels, **ids)}
+    if chosen is not None:  # text vectors in the same space as the image vectors (zero on the prior part)
+        q_txt = np.concatenate([q_txt[:, : encoder.config.embed_dim], pad], axis=1)
+        g_txt = np.concatenate([g_txt[:, : encoder.config.embed_dim], pad_g], axis=1)
     if np.any(q_txt) and np.any(g_txt):
         out["text"] = map_at_k(q_txt, queries.labels, g_txt, gallery.labels, **ids)
         q_f, g_f = fuse_embeddings(q_img, q_txt), fuse_embeddings(g_img, g_txt)
         out["fused"] = map_at_k(q_f, queries.labels, g_f, gallery.labels, **ids)
-    return {f"map@{k}_{key}": (round(v, 4) if np.isfinite(v) else None) for key, v in out.items()}
+    record: dict[str, float | None] = {
+        f"map@{k}_{key}": (round(v, 4) if np.isfinite(v) else None) for key, v in out.items()
+    }
+    if chosen is not None:
+        record["prior_weight"] = chosen
+        known = [i for i, lab in enumerate(queries.labels) if lab in encoder.config.labels]
+        if known:
+            pred = np.asarray(encoder.config.labels, dtype=object)[pq.label_probs[known].argmax(axis=1)]
+            truth = np.asarray(queries.labels, dtype=object)[known]
+            record["label_accuracy"] = round(float(np.mean(pred == truth)), 4)
+    return record
 
 
 def _train_model(
@@ -184,20 +243,30 @@ def _train_model(
     else:
         labels, term_list = vocabularies(train, config)
         config = dataclasses.replace(
-            config, labels=labels, terms=term_list, version="", trained_date="", metrics={}
+            config,
+            labels=labels,
+            terms=term_list,
+            version="",
+            trained_date="",
+            metrics={},
+            label_prior_weight=0.0,
         )
     opts_dict = dataclasses.asdict(opts)
 
     encoder = CaseEncoder.create(config, seed=seed)
     net = encoder.net
     classifier = InstanceClassifier(len(train), config.embed_dim)
+    proxies = InstanceClassifier(max(1, len(config.labels)), config.embed_dim)  # one proxy per diagnosis
     if ckpt is not None:
         net.load_state_dict({k[4:]: v for k, v in ckpt.items() if k.startswith("net.")})
         classifier.load_state_dict({"weight": ckpt["cls.weight"]})
+        if "proxy.weight" in ckpt:
+            proxies.load_state_dict({"weight": ckpt["proxy.weight"]})
     dev = torch.device(opts.device)
     net.to(dev)
     classifier.to(dev)
-    params = list(net.parameters()) + list(classifier.parameters())
+    proxies.to(dev)
+    params = list(net.parameters()) + list(classifier.parameters()) + list(proxies.parameters())
     optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
     if ckpt is not None:
         optimizer.load_state_dict(optimizer_state(ckpt, state["param_groups"]))
@@ -211,6 +280,10 @@ def _train_model(
     else:
         sent_full = sent_query = np.zeros((len(train), config.text_dim), np.float32)
     y_label, y_terms = targets(train, config.labels, config.terms)
+    counts = np.bincount(y_label[y_label >= 0], minlength=len(config.labels)).astype(np.float32)
+    label_weight = None
+    if opts.label_balance and len(config.labels) > 1 and counts.sum() > 0:
+        label_weight = torch.from_numpy(counts.sum() / np.maximum(counts, 1) / len(config.labels)).to(dev)
     arrays = _TrainArrays(
         rois=torch.from_numpy(train.rois),
         sent_full=sent_full,
@@ -219,7 +292,14 @@ def _train_model(
         y_label=y_label,
         y_terms=y_terms,
         has_terms=y_terms.sum(axis=1) > 0,
+        label_weight=label_weight,
     )
+    selecting = opts.select_epoch and val is not None and len(val) > 0
+    best: tuple[float, int, dict[str, torch.Tensor], dict[str, Any]] | None = None
+    if ckpt is not None and state.get("best"):  # the selected epoch so far travels with the checkpoint
+        b = state["best"]
+        best_state = {k[5:]: v for k, v in ckpt.items() if k.startswith("best.")}
+        best = (float(b["score"]), int(b["epoch"]), best_state, dict(b["record"]))
 
     total = sum(opts.epochs)
     bounds = np.cumsum(opts.epochs)
@@ -246,7 +326,7 @@ def _train_model(
             batches, desc=f"stage {stage} epoch {epoch + 1}/{total}", disable=not progress, leave=False
         )
         for idx in bar:
-            losses = _step(stage, idx, gen, arrays, net, classifier, opts, dev)
+            losses = _step(stage, idx, gen, arrays, net, (classifier, proxies), opts, dev)
             loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -261,12 +341,20 @@ def _train_model(
         record["loss"] = round(sum(sums.values()) / len(train), 4)
         if val is not None and len(val):
             gallery = _concat(train, val)
-            record.update(evaluate(encoder, val, gallery, sentences))
+            weights = opts.prior_weights if stage >= 1 else ()
+            record.update(evaluate(encoder, val, gallery, sentences, prior_weights=weights))
+            score = record.get("map@10_image")
+            if selecting and stage >= 1 and score is not None and (best is None or score >= best[0]):
+                snapshot = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
+                best = (float(score), epoch + 1, snapshot, record)
         history.append(record)
         log.debug("epoch %s", record)
         if checkpoint_dir is not None:
             tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
             tensors["cls.weight"] = classifier.weight
+            tensors["proxy.weight"] = proxies.weight
+            if best is not None:
+                tensors.update({f"best.{k}": v for k, v in best[2].items()})
             save_checkpoint(
                 Path(checkpoint_dir),
                 config.to_json(),
@@ -279,19 +367,34 @@ def _train_model(
                     "options": opts_dict,
                     "history": history,
                     "train_ids": train.ids,
+                    "best": None if best is None else {"score": best[0], "epoch": best[1], "record": best[3]},
                 },
             )
         if on_epoch:
             on_epoch(record)
     net.to("cpu").eval()
+    selection: dict[str, Any] = {"epoch": total, "prior_weight": 0.0, "reason": "no validation split"}
+    if best is not None:
+        score, best_epoch, snapshot, rec = best
+        net.load_state_dict(snapshot)
+        w = float(rec.get("prior_weight", 0.0) or 0.0)
+        encoder.config.label_prior_weight = w
+        selection = {
+            "epoch": best_epoch,
+            "prior_weight": w,
+            "reason": f"best validation image mAP@10 ({score:.4f}) over epochs of stages 1-2 and "
+            f"prior weights {list(opts.prior_weights)}",
+        }
     encoder.config.metrics = {
         "history": history,
         "n_train": len(train),
         "n_val": 0 if val is None else len(val),
         "recipe": {k: getattr(opts, k) for k in RECIPE_FIELDS},
     }
+    encoder.config.metrics["selection"] = selection
     if history and val is not None:
-        encoder.config.metrics["final"] = {k: v for k, v in history[-1].items() if k.startswith("map@")}
+        chosen = best[3] if best is not None else history[-1]
+        encoder.config.metrics["final"] = {k: v for k, v in chosen.items() if k.startswith("map@")}
     encoder.config.version = encoder._make_version("untrained")
     return encoder
 
@@ -337,10 +440,12 @@ class _TrainArrays:
     y_label: np.ndarray
     y_terms: np.ndarray
     has_terms: np.ndarray
+    label_weight: torch.Tensor | None = None
 
 
-def _step(stage, idx, gen, arrays: _TrainArrays, net, classifier, opts, dev) -> dict[str, torch.Tensor]:
-    """Losses of one batch for the given stage."""
+def _step(stage, idx, gen, arrays: _TrainArrays, net, heads, opts, dev) -> dict[str, torch.Tensor]:
+    """Losses of one batch for the given stage; ``heads`` = (instance classifier, diagnosis proxies)."""
+    classifier, proxies = heads
     batch = arrays.rois[idx]
     rows = idx.numpy()
     s = opts.augment_strength
@@ -374,7 +479,12 @@ def _step(stage, idx, gen, arrays: _TrainArrays, net, classifier, opts, dev) -> 
         sc = supervised_contrastive(z_all, lab_all, opts.supcon_temperature, t_all)
         losses["supcon"] = opts.supcon_weight * sc
     if "label_logits" in out and (labels >= 0).any():
-        losses["label"] = F.cross_entropy(out["label_logits"], labels, ignore_index=-1)
+        losses["label"] = F.cross_entropy(
+            out["label_logits"], labels, weight=arrays.label_weight, ignore_index=-1
+        )
+        if opts.proxy_weight > 0:
+            proxy_ce = F.cross_entropy(proxies(zi), labels, weight=arrays.label_weight, ignore_index=-1)
+            losses["proxy"] = opts.proxy_weight * proxy_ce
     hterm = torch.from_numpy(arrays.has_terms[rows]).to(dev)
     if "term_logits" in out and hterm.any():
         tgt = torch.from_numpy(arrays.y_terms[rows]).to(dev)

@@ -33,15 +33,17 @@ def cases_to_collection(
     """ROIs (via `load(case) -> (study, mask)` and `roi.extract_roi`), texts, labels, terms, patients."""
     from tqdm import tqdm
 
-    from ...roi import RoiConfig, extract_roi
+    from ...roi import RoiConfig, default_grid, extract_roi
 
     if not cases:
         raise CaseInputError(name, "no cases", "ingest cases first or check the manifest")
     seqs = list(sequences) if sequences else _common_sequences(cases)
-    config = RoiConfig(grid=tuple(grid)) if grid else RoiConfig()
+    config = RoiConfig(grid=tuple(grid)) if grid else None  # None: decided by the first study (2D or 3D)
     rois = []
     for case in tqdm(cases, desc=f"ROIs {name}", disable=not progress or len(cases) < 10, leave=False):
         study, mask = load(case)
+        if config is None:
+            config = RoiConfig(grid=default_grid(study))
         rois.append(extract_roi(study, mask, seqs, config))
     texts = [case.text for case in cases]
     qtexts = [(case.notes or case.text) if query_text == "notes" else case.text for case in cases]

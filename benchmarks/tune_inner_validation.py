@@ -1,0 +1,73 @@
+"""Inner-validation tuning run (docs/training.md, "Tuning log"): train on the index side of one evaluation
+fold only, with a 15 % inner validation split of it, and print the selection as one JSON line (the per-epoch
+history goes to stderr). The fold's queries are never used.
+
+    python benchmarks/tune_inner_validation.py --dataset mmotu --data DATA/mmotu-otu2d-train --fold 0 \\
+        --epochs 60 --options '{"proxy_weight": 1}' [--config '{"stem_stride": 2}']
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+
+import torch
+from SimilarCaseRetrievalLib.evaluation.datasets import load_dataset
+from SimilarCaseRetrievalLib.evaluation.methods import MethodOptions
+from SimilarCaseRetrievalLib.evaluation.ours import _config_for
+from SimilarCaseRetrievalLib.evaluation.runner import _splits
+from SimilarCaseRetrievalLib.training import train_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="mmotu")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--epochs", default="60")
+    ap.add_argument("--options", default="{}", help="train_model options (JSON)")
+    ap.add_argument("--config", default="{}", help="ModelConfig overrides (JSON)")
+    ap.add_argument("--fold", type=int, default=0, help="evaluation fold whose index side is used")
+    ap.add_argument("--tag", default="")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    index, queries = load_dataset(a.dataset, a.data, progress=False)
+    if queries is None:  # the index side of one evaluation split, as `similar-cases evaluate` makes it
+        holdout = 0.25 if a.dataset == "lidc" else None
+        index, _ = list(_splits(index, None, 5, 0, holdout))[a.fold]
+    config = dataclasses.replace(_config_for(index, MethodOptions()), **json.loads(a.config))
+    start = time.time()
+    encoder = train_model(
+        index,
+        config,
+        epochs=a.epochs,
+        seed=0,
+        val_fraction=0.15,
+        progress=False,
+        options=json.loads(a.options),
+    )
+    m = encoder.config.metrics
+    keep = ("epoch", "prior_weight", "label_accuracy")
+    history = [{k: v for k, v in h.items() if k.startswith("map") or k in keep} for h in m["history"]]
+    print(
+        json.dumps(
+            {
+                "tag": a.tag,
+                "epochs": a.epochs,
+                "options": a.options,
+                "config": a.config,
+                "selection": m["selection"],
+                "final": m["final"],
+                "seconds": round(time.time() - start),
+                "last": history[-1],
+                "best_w0": max((h.get("map@10_image_w0") or 0) for h in history),
+            }
+        )
+    )
+    print(json.dumps(history), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
