@@ -79,14 +79,14 @@ class TrainOptions:
     # model selection on the validation split (docs/training.md): the epoch (stages 1-2) and the weight w of
     # the diagnosis prior in the image vector (`encoders.with_label_prior`) with the best image mAP@10;
     # without a validation split the last epoch and w = 0 are kept
-    prior_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 0.9, 0.97)
+    prior_weights: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.97)
     select_epoch: bool = True
     # selection score (`metrics.selection_score`): class-mean (every diagnosis counts once) or plain mean
     # over validation queries, of (1 - select_p1) * mAP@10 + select_p1 * P@1, on the image vectors or, with
     # "auto", on the fused ones when the validation queries have notes. False / 0 / "image" = the first
     # selection rule (plain mean image mAP@10; kept for checkpoints saved before these fields existed).
     select_balanced: bool = True
-    select_p1: float = 0.0
+    select_p1: float = 0.5
     select_on: str = "auto"
 
 
@@ -95,7 +95,7 @@ class Selection:
     """How validation results are scored for model selection (see `TrainOptions`)."""
 
     balance: bool = True
-    p1_weight: float = 0.0
+    p1_weight: float = 0.5
     on: str = "auto"
 
     @classmethod
