@@ -104,7 +104,9 @@ class Selection:
 
     def describe(self) -> str:
         mean = "class-mean" if self.balance else "mean"
-        metric = "mAP@10" if self.p1_weight <= 0 else f"{1 - self.p1_weight:g}·mAP@10 + {self.p1_weight:g}·P@1"
+        metric = (
+            "mAP@10" if self.p1_weight <= 0 else f"{1 - self.p1_weight:g}·mAP@10 + {self.p1_weight:g}·P@1"
+        )
         where = {"auto": "fused when the validation queries have notes, else image", "fused": "fused"}
         return f"{mean} {metric} ({where.get(self.on, 'image')})"
 

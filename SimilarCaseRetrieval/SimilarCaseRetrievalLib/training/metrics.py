@@ -77,7 +77,9 @@ def selection_score(
 ) -> float:
     """Model-selection score: (1 - p1_weight) * mAP@k + p1_weight * P@1, each a class mean (``balance``)
     or a plain mean over queries."""
-    mean = (lambda v: class_mean(labels, v)) if balance else (lambda v: float(np.mean(v)) if len(v) else np.nan)
+    mean = (
+        (lambda v: class_mean(labels, v)) if balance else (lambda v: float(np.mean(v)) if len(v) else np.nan)
+    )
     score = (1.0 - p1_weight) * mean(aps)
     if p1_weight > 0:
         score += p1_weight * mean(p1s)
