@@ -31,6 +31,9 @@ similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method 
 # each fold's index side, proxy loss); prints the paired bootstrap of ours-fused minus the best single mode
 similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method ours --mode image text fused \
   --epochs 60 --out "$W/synthetic-ours60" --work "$W/synthetic-models"
+# issue 10, second round (the defaults since: selection on fused search when the archive has notes)
+similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method ours --mode image text fused \
+  --epochs 60 --out "$W/synthetic-ours-i10b" --work "$W/synthetic-models-i10b"
 
 # 2. AdrenalMNIST3D: index = train split (1188), queries = test split (298).
 similar-cases evaluate --dataset adrenal --data "$DATA/adrenalmnist3d" --method handcrafted classifier ours \
@@ -56,6 +59,9 @@ similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 -
 # issue 10 recipe (the defaults), 60 epochs
 similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method ours --mode image \
   --epochs 60 --out "$W/mmotu-ours-i10" --work "$W/mmotu-models"
+# issue 10, second round (the defaults since: class-mean selection score with P@1, test-time flip)
+similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method ours --mode image \
+  --epochs 60 --out "$W/mmotu-ours-i10b" --work "$W/mmotu-models-i10b"
 
 # 4. LIDC-IDRI reader contours (shape only): 300 random patients, 25% of them held out as queries.
 similar-cases evaluate --dataset lidc --data "$DATA/lidc" --limit 300 --holdout 0.25 --method handcrafted \

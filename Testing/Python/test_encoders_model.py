@@ -195,3 +195,21 @@ def test_encoder_with_label_prior_extends_image_vectors_and_pads_texts(tmp_path)
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     old = CaseEncoder.load(tmp_path / "m")
     assert old.vector_dim == 16 and old.encode_rois(rois).shape == (4, 16)
+
+
+def test_flip_tta_makes_a_mirrored_roi_give_the_same_vector_and_old_configs_keep_it_off():
+    config = tiny_config(grid=(16, 16, 1), sequences=("image",))
+    assert config.flip_tta  # new models
+    encoder = CaseEncoder.create(config)
+    rois = rois_for(config, 2)
+    mirrored = rois[..., ::-1].copy()
+    pred, pred_m = encoder.predict_rois(rois), encoder.predict_rois(mirrored)
+    np.testing.assert_allclose(pred.embeddings, pred_m.embeddings, atol=1e-5)
+    np.testing.assert_allclose(pred.label_probs, pred_m.label_probs, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(pred.embeddings, axis=1), 1.0, atol=1e-5)
+    old = config.to_dict()
+    del old["flip_tta"]  # a config.json written before test-time flips existed
+    plain = CaseEncoder(ModelConfig.from_dict(old), encoder.net)
+    assert not plain.config.flip_tta
+    z, z_m = plain.encode_rois(rois), plain.encode_rois(mirrored)
+    assert np.abs(z - z_m).max() > 1e-3

@@ -144,13 +144,45 @@ def test_model_selection_on_the_validation_split_sets_epoch_and_prior_weight(tmp
     )
     history = encoder.config.metrics["history"]
     selection = encoder.config.metrics["selection"]
-    scores = [h["map@10_image"] for h in history]
-    # The kept epoch is one with the best validation score; its prior weight is the model's.
+    scores = [h["select_score"] for h in history]
+    # The kept epoch is one with the best validation selection score; its prior weight is the model's.
     assert scores[selection["epoch"] - 1] == max(scores)
+    assert selection["score"] == pytest.approx(max(scores), abs=1e-4)
     assert selection["prior_weight"] == history[selection["epoch"] - 1]["prior_weight"]
     assert encoder.config.label_prior_weight == selection["prior_weight"]
-    assert all(h["map@10_image"] >= h["map@10_image_w0"] for h in history)
+    # Per epoch, the kept weight is the best of the tried ones by the default score: the class mean of
+    # 0.5 AP@10 + 0.5 P@1, on fused search when the validation queries have notes.
+    for h in history:
+        offset = 4 if h["select_on"] == "fused" else 0
+        rows = h["by_weight"].values()
+        best = max(0.5 * r[offset + 1] + 0.5 * r[offset + 3] for r in rows)
+        assert h["select_score"] == pytest.approx(best, abs=2e-4)
+        assert set(h["by_weight"]) == {f"{w:g}" for w in (0.0, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.97)}
+    assert "class-mean" in selection["reason"]
     assert f"epoch {selection['epoch']}" in model_card(encoder)
     # Without a validation split: the last epoch, no prior.
     plain = train_model(data, tiny_config(), epochs=(0, 1, 0), batch_size=8, progress=False)
     assert plain.config.label_prior_weight == 0.0 and plain.config.metrics["selection"]["epoch"] == 1
+
+
+def test_checkpoint_saved_before_the_selection_fields_resumes_with_the_first_rule(tmp_path):
+    import json
+
+    data = tiny_data(20)
+    kw = dict(epochs=(0, 2, 0), batch_size=8, seed=3, val_fraction=0.2, progress=False)
+
+    def stop_after_one(record: dict) -> None:
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model(data, tiny_config(), checkpoint_dir=tmp_path / "ckpt", on_epoch=stop_after_one, **kw)
+    state_file = tmp_path / "ckpt" / "state.json"
+    state = json.loads(state_file.read_text())
+    for key in ("select_balanced", "select_p1", "select_on"):  # as written before these fields existed
+        del state["options"][key]
+    state_file.write_text(json.dumps(state))
+    resumed = train_model(data, tiny_config(), resume=tmp_path / "ckpt", **kw)
+    assert resumed.config.metrics["selection"]["reason"].startswith("best validation mean mAP@10 (image)")
+    fresh = train_model(data, tiny_config(), **kw)
+    assert fresh.config.metrics["selection"]["reason"].startswith("best validation class-mean 0.5")

@@ -51,6 +51,9 @@ class ModelConfig:
     # diagnosis prior in the image vector (chosen on the validation split by training; 0 = plain embedding,
     # what a config.json without the key means): see `with_label_prior`
     label_prior_weight: float = 0.0
+    # test-time augmentation: image outputs are the mean of the ROI's and its left-right mirror's (embedding
+    # re-normalised); False = the ROI alone, what a config.json without the key means
+    flip_tta: bool = True
     # provenance
     name: str = "scr-ovary-mri"
     trained_date: str = ""
@@ -87,6 +90,7 @@ class ModelConfig:
                 where, f"model config format {fmt} is not {CONFIG_FORMAT}", "retrain or update"
             )
         d.setdefault("text_quantization", "none")  # written before int8 text existed: fp32
+        d.setdefault("flip_tta", False)  # written before test-time flips existed: the ROI alone
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:

@@ -212,6 +212,11 @@ class CaseEncoder:
                 batch = torch.from_numpy(rois[start : start + batch_size]).to(device)
                 out = self.net.image(batch)
                 out["embedding"] = F.normalize(out["embedding"], dim=1)
+                if self.config.flip_tta:  # mean with the left-right mirror (X is the last axis)
+                    mirror = self.net.image(torch.flip(batch, dims=(-1,)))
+                    mirror["embedding"] = F.normalize(mirror["embedding"], dim=1)
+                    out = {k: (v + mirror[k]) / 2 for k, v in out.items()}
+                    out["embedding"] = F.normalize(out["embedding"], dim=1)
                 for k, v in out.items():
                     outs.setdefault(k, []).append(v.cpu().numpy())
         if not outs:  # N == 0

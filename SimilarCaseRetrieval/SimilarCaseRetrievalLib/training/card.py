@@ -46,6 +46,12 @@ def _selection(config) -> str:
     return f"Kept the weights of epoch {sel.get('epoch')} and {prior}. Why: {sel.get('reason', '?')}."
 
 
+def _flip_line(config) -> str:
+    if not getattr(config, "flip_tta", False):
+        return ""
+    return "\nImage vectors average the ROI's embedding with its left-right mirror's (test-time flip)."
+
+
 def _quantization(config) -> str:
     if config.text_quantization == "int8":
         return "int8 dynamic quantisation of its Linear layers"
@@ -76,10 +82,12 @@ shared by both branches + term/label heads, stage 2 + bidirectional hinge rankin
 {m.get("data", "?")}: {m.get("n_train", "?")} training and {m.get("n_val", "?")} validation cases
 (split grouped by patient id). Training time {m.get("train_seconds", "?")} s.
 
-## Validation (mAP@10, relevance = same diagnosis; validation queries against train + validation cases)
+## Validation (relevance = same diagnosis; validation queries against train + validation cases)
 Image query = ROI; text query = clinical notes only, gallery texts = report + notes; fused = 0.7 image + 0.3 text.
+map@10_* = mean over queries of AP@10, p@1_image = share of queries whose first hit has their diagnosis,
+select_score = the selection score below (class mean: every diagnosis counts once).{_flip_line(c)}
 
-| retrieval | mAP@10 |
+| metric | value |
 |---|---|
 {rows}
 

@@ -21,7 +21,7 @@ from .augment import augment
 from .checkpoint import optimizer_state, read_checkpoint, save_checkpoint
 from .data import TrainingData, as_training_data, split_validation, targets, vocabularies
 from .losses import InstanceClassifier, nt_xent, ranking_loss, supervised_contrastive
-from .metrics import map_at_k
+from .metrics import class_mean, map_at_k, per_query_scores, selection_score
 
 log = logging.getLogger(__name__)
 STAGES = ("self-supervised", "instance", "ranking")
@@ -79,8 +79,36 @@ class TrainOptions:
     # model selection on the validation split (docs/training.md): the epoch (stages 1-2) and the weight w of
     # the diagnosis prior in the image vector (`encoders.with_label_prior`) with the best image mAP@10;
     # without a validation split the last epoch and w = 0 are kept
-    prior_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 0.9, 0.97)
+    prior_weights: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.97)
     select_epoch: bool = True
+    # selection score (`metrics.selection_score`): class-mean (every diagnosis counts once) or plain mean
+    # over validation queries, of (1 - select_p1) * mAP@10 + select_p1 * P@1, on the image vectors or, with
+    # "auto", on the fused ones when the validation queries have notes. False / 0 / "image" = the first
+    # selection rule (plain mean image mAP@10; kept for checkpoints saved before these fields existed).
+    select_balanced: bool = True
+    select_p1: float = 0.5
+    select_on: str = "auto"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How validation results are scored for model selection (see `TrainOptions`)."""
+
+    balance: bool = True
+    p1_weight: float = 0.5
+    on: str = "auto"
+
+    @classmethod
+    def of(cls, opts: TrainOptions) -> Selection:
+        return cls(opts.select_balanced, opts.select_p1, opts.select_on)
+
+    def describe(self) -> str:
+        mean = "class-mean" if self.balance else "mean"
+        metric = (
+            "mAP@10" if self.p1_weight <= 0 else f"{1 - self.p1_weight:g}·mAP@10 + {self.p1_weight:g}·P@1"
+        )
+        where = {"auto": "fused when the validation queries have notes, else image", "fused": "fused"}
+        return f"{mean} {metric} ({where.get(self.on, 'image')})"
 
 
 # TrainOptions fields that change the objective (set with train_model(options=...), kept in checkpoints)
@@ -98,7 +126,12 @@ RECIPE_FIELDS = (
     "proxy_weight",
     "prior_weights",
     "select_epoch",
+    "select_balanced",
+    "select_p1",
+    "select_on",
 )
+# what checkpoints saved before the selection fields existed were selecting with
+_FIRST_SELECTION = {"select_balanced": False, "select_p1": 0.0, "select_on": "image"}
 
 
 def _set_determinism(seed: int) -> None:
@@ -131,59 +164,83 @@ def evaluate(
     sentences: dict[str, np.ndarray],
     k: int = 10,
     prior_weights: Sequence[float] = (),
-) -> dict[str, float]:
+    select: Selection | None = None,
+) -> dict[str, Any]:
     """mAP@k (relevance = same label) of image-only, text-only (query notes vs gallery reports) and fused.
     With ``prior_weights`` (and a diagnosis head) the image vectors get the diagnosis prior of the weight
-    with the best image mAP@k (ties: the smaller weight), given as ``prior_weight``; ``map@k_image_w0`` is
-    the plain embedding's."""
+    with the best selection score (``select``, `metrics.selection_score`; ties: the smaller weight), given
+    as ``prior_weight``; ``map@k_image_w0`` is the plain embedding's. ``select_score`` is the chosen
+    weight's selection score (on the fused vectors when ``select`` says so and the queries have notes);
+    ``by_weight`` holds, per weight, [image mAP, image class-mean mAP, image P@1, image class-mean P@1]
+    and the same four of fused search when there is text."""
+    select = select or Selection()
     ids = dict(query_ids=queries.ids, gallery_ids=gallery.ids, k=k)
-    out: dict[str, float] = {}
-    chosen = None
-    if encoder.config.labels and any(w > 0 for w in prior_weights):
-        old = encoder.config.label_prior_weight
-        encoder.config.label_prior_weight = 0.0
-        pq, pg = encoder.predict_rois(queries.rois), encoder.predict_rois(gallery.rois)
-        encoder.config.label_prior_weight = old
-        g_probs = encoder.label_probs_for(pg.label_probs, gallery.labels)  # gallery: recorded diagnoses
-        best = None
-        for w in sorted(prior_weights):
-            vq = with_label_prior(pq.embeddings, pq.label_probs, w) if w > 0 else pq.embeddings
-            vg = with_label_prior(pg.embeddings, g_probs, w) if w > 0 else pg.embeddings
-            score = map_at_k(vq, queries.labels, vg, gallery.labels, **ids)
-            if w == 0:
-                out["image_w0"] = score
-            if best is None or score > best[0] + 1e-9:
-                best = (score, w, vq, vg)
-        assert best is not None
-        out["image"], chosen, q_img, g_img = best
-        pad = np.zeros((len(q_img), q_img.shape[1] - encoder.config.embed_dim), np.float32)
-        pad_g = np.zeros((len(g_img), pad.shape[1]), np.float32)
-    else:
-        q_img = encoder.encode_rois(queries.rois)
-        g_img = encoder.encode_rois(gallery.rois)
-        out["image"] = map_at_k(q_img, queries.labels, g_img, gallery.labels, **ids)
+    with_prior = bool(encoder.config.labels) and any(w > 0 for w in prior_weights)
+    old = encoder.config.label_prior_weight
+    encoder.config.label_prior_weight = 0.0
+    pq, pg = encoder.predict_rois(queries.rois), encoder.predict_rois(gallery.rois)
+    encoder.config.label_prior_weight = old
+    weights = sorted({0.0, *prior_weights}) if with_prior else [0.0]
+    g_probs = encoder.label_probs_for(pg.label_probs, gallery.labels) if with_prior else None
     dim = encoder.config.text_dim
     zero = np.zeros(dim, np.float32)
-    q_txt = encoder.project_texts(np.stack([sentences.get(t, zero) for t in queries.query_texts]))
-    g_txt = encoder.project_texts(np.stack([sentences.get(t, zero) for t in gallery.texts]))
-    if chosen is not None:  # text vectors in the same space as the image vectors (zero on the prior part)
-        q_txt = np.concatenate([q_txt[:, : encoder.config.embed_dim], pad], axis=1)
-        g_txt = np.concatenate([g_txt[:, : encoder.config.embed_dim], pad_g], axis=1)
-    if np.any(q_txt) and np.any(g_txt):
+    q_txt0 = encoder.project_texts(np.stack([sentences.get(t, zero) for t in queries.query_texts]))
+    g_txt0 = encoder.project_texts(np.stack([sentences.get(t, zero) for t in gallery.texts]))
+    has_text = bool(np.any(q_txt0) and np.any(g_txt0))
+    on_fused = has_text and select.on in ("fused", "auto")
+    out: dict[str, float] = {}
+    by_weight: dict[str, list[float]] = {}
+    best = None
+    for w in weights:
+        if w > 0:
+            vq = with_label_prior(pq.embeddings, pq.label_probs, w)
+            vg = with_label_prior(pg.embeddings, g_probs, w)
+        else:
+            vq, vg = pq.embeddings, pg.embeddings
+        scored = {"image": per_query_scores(vq, queries.labels, vg, gallery.labels, **ids)}
+        q_txt, g_txt = q_txt0, g_txt0
+        if has_text:
+            extra = vq.shape[1] - q_txt0.shape[1]  # text vectors in the image space (zero on the prior part)
+            q_txt = np.concatenate([q_txt0, np.zeros((len(q_txt0), extra), np.float32)], axis=1)
+            g_txt = np.concatenate([g_txt0, np.zeros((len(g_txt0), extra), np.float32)], axis=1)
+            q_f, g_f = fuse_embeddings(vq, q_txt), fuse_embeddings(vg, g_txt)
+            scored["fused"] = per_query_scores(q_f, queries.labels, g_f, gallery.labels, **ids)
+        row = []
+        for lab, aps, p1s in scored.values():
+            row += [_mean(aps), class_mean(lab, aps), _mean(p1s), class_mean(lab, p1s)]
+        by_weight[f"{w:g}"] = [round(v, 4) if np.isfinite(v) else None for v in row]
+        score = selection_score(*scored["fused" if on_fused else "image"], select.balance, select.p1_weight)
+        if w == 0:
+            out["image_w0"] = _mean(scored["image"][1])
+        if best is None or score > best[0] + 1e-9 or not np.isfinite(best[0]):
+            best = (score, w, scored, q_txt, g_txt)
+    assert best is not None
+    score, chosen, scored, q_txt, g_txt = best
+    out["image"] = _mean(scored["image"][1])
+    if has_text:
         out["text"] = map_at_k(q_txt, queries.labels, g_txt, gallery.labels, **ids)
-        q_f, g_f = fuse_embeddings(q_img, q_txt), fuse_embeddings(g_img, g_txt)
-        out["fused"] = map_at_k(q_f, queries.labels, g_f, gallery.labels, **ids)
-    record: dict[str, float | None] = {
+        out["fused"] = _mean(scored["fused"][1])
+    if not with_prior:
+        out.pop("image_w0", None)
+    record: dict[str, Any] = {
         f"map@{k}_{key}": (round(v, 4) if np.isfinite(v) else None) for key, v in out.items()
     }
-    if chosen is not None:
+    record["p@1_image"] = round(_mean(scored["image"][2]), 4) if len(scored["image"][2]) else None
+    record["select_score"] = round(score, 4) if np.isfinite(score) else None
+    record["select_on"] = "fused" if on_fused else "image"
+    if with_prior:
         record["prior_weight"] = chosen
+        record["by_weight"] = by_weight
         known = [i for i, lab in enumerate(queries.labels) if lab in encoder.config.labels]
         if known:
             pred = np.asarray(encoder.config.labels, dtype=object)[pq.label_probs[known].argmax(axis=1)]
             truth = np.asarray(queries.labels, dtype=object)[known]
             record["label_accuracy"] = round(float(np.mean(pred == truth)), 4)
     return record
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
 
 
 def _train_model(
@@ -239,7 +296,8 @@ def _train_model(
         start_epoch, history = int(state["epoch"]), list(state.get("history", []))
         opts.epochs = tuple(state["epochs"])  # type: ignore[assignment]
         saved = state.get("options", {})
-        opts = _with_recipe(opts, {k: saved[k] for k in RECIPE_FIELDS if k in saved}, resume)
+        recipe = {**_FIRST_SELECTION, **{k: saved[k] for k in RECIPE_FIELDS if k in saved}}
+        opts = _with_recipe(opts, recipe, resume)
     else:
         labels, term_list = vocabularies(train, config)
         config = dataclasses.replace(
@@ -295,6 +353,7 @@ def _train_model(
         label_weight=label_weight,
     )
     selecting = opts.select_epoch and val is not None and len(val) > 0
+    select = Selection.of(opts)
     best: tuple[float, int, dict[str, torch.Tensor], dict[str, Any]] | None = None
     if ckpt is not None and state.get("best"):  # the selected epoch so far travels with the checkpoint
         b = state["best"]
@@ -342,8 +401,8 @@ def _train_model(
         if val is not None and len(val):
             gallery = _concat(train, val)
             weights = opts.prior_weights if stage >= 1 else ()
-            record.update(evaluate(encoder, val, gallery, sentences, prior_weights=weights))
-            score = record.get("map@10_image")
+            record.update(evaluate(encoder, val, gallery, sentences, prior_weights=weights, select=select))
+            score = record.get("select_score")
             if selecting and stage >= 1 and score is not None and (best is None or score >= best[0]):
                 snapshot = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
                 best = (float(score), epoch + 1, snapshot, record)
@@ -382,8 +441,9 @@ def _train_model(
         selection = {
             "epoch": best_epoch,
             "prior_weight": w,
-            "reason": f"best validation image mAP@10 ({score:.4f}) over epochs of stages 1-2 and "
+            "reason": f"best validation {select.describe()} = {score:.4f} over epochs of stages 1-2 and "
             f"prior weights {list(opts.prior_weights)}",
+            "score": round(score, 4),
         }
     encoder.config.metrics = {
         "history": history,
@@ -394,7 +454,9 @@ def _train_model(
     encoder.config.metrics["selection"] = selection
     if history and val is not None:
         chosen = best[3] if best is not None else history[-1]
-        encoder.config.metrics["final"] = {k: v for k, v in chosen.items() if k.startswith("map@")}
+        encoder.config.metrics["final"] = {
+            k: v for k, v in chosen.items() if k.startswith(("map@", "p@")) or k == "select_score"
+        }
     encoder.config.version = encoder._make_version("untrained")
     return encoder
 

@@ -1,4 +1,5 @@
-"""Validation metric: mAP@k with relevance = same label (query excluded from its own gallery)."""
+"""Validation metrics: mAP@k with relevance = same label (query excluded from its own gallery), and the
+model-selection score (class-balanced mAP@k blended with P@1)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def map_at_k(
+def per_query_scores(
     queries: np.ndarray,
     query_labels: Sequence[str | None],
     gallery: np.ndarray,
@@ -15,15 +16,15 @@ def map_at_k(
     k: int = 10,
     query_ids: Sequence[str] | None = None,
     gallery_ids: Sequence[str] | None = None,
-) -> float:
-    """Mean over labelled queries of AP@k = sum_{r<=k} P@r * rel_r / min(R, k), R = relevant in the gallery.
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(labels, AP@k, P@1) of each scored query: labelled queries with a relevant item in the gallery.
 
-    Cosine similarity (rows L2-normalised; zero rows rank last). A gallery item with the query's id is skipped,
-    and so are gallery items without a label (not yet annotated: unjudged, not wrong). Queries with no relevant
-    item in the gallery are left out.
+    AP@k = sum_{r<=k} P@r * rel_r / min(R, k), R = relevant in the gallery. Cosine similarity (rows
+    L2-normalised; zero rows rank last). A gallery item with the query's id is skipped, and so are gallery items
+    without a label (not yet annotated: unjudged, not wrong).
     """
     if len(queries) == 0 or len(gallery) == 0:
-        return float("nan")
+        return [], np.zeros(0), np.zeros(0)
     sims = np.asarray(queries, np.float32) @ np.asarray(gallery, np.float32).T
     glab = np.array([lab if lab is not None else "\0none" for lab in gallery_labels], dtype=object)
     sims[:, glab == "\0none"] = -np.inf  # unlabelled gallery items rank last (after every labelled one)
@@ -31,7 +32,7 @@ def map_at_k(
     if query_ids is not None and gallery_ids is not None:
         pos = {g: j for j, g in enumerate(gallery_ids)}
         self_index = [pos.get(q, -1) for q in query_ids]
-    aps = []
+    labels, aps, p1s = [], [], []
     for i, lab in enumerate(query_labels):
         if lab is None:
             continue
@@ -45,5 +46,43 @@ def map_at_k(
         order = np.argsort(-sims[i], kind="stable")[:k]
         rel = rel_all[order].astype(np.float64)
         prec = np.cumsum(rel) / np.arange(1, len(rel) + 1)
+        labels.append(lab)
         aps.append(float((prec * rel).sum() / min(n_rel, k)))
-    return float(np.mean(aps)) if aps else float("nan")
+        p1s.append(float(rel[0]))
+    return labels, np.asarray(aps), np.asarray(p1s)
+
+
+def map_at_k(
+    queries: np.ndarray,
+    query_labels: Sequence[str | None],
+    gallery: np.ndarray,
+    gallery_labels: Sequence[str | None],
+    k: int = 10,
+    query_ids: Sequence[str] | None = None,
+    gallery_ids: Sequence[str] | None = None,
+) -> float:
+    """Mean over labelled queries of AP@k (`per_query_scores`); queries with no relevant item are left out."""
+    _, aps, _ = per_query_scores(queries, query_labels, gallery, gallery_labels, k, query_ids, gallery_ids)
+    return float(np.mean(aps)) if len(aps) else float("nan")
+
+
+def class_mean(labels: Sequence[str], values: np.ndarray) -> float:
+    """Mean over labels of the label's mean value: every diagnosis counts once, however many queries it has."""
+    if len(values) == 0:
+        return float("nan")
+    lab = np.asarray(labels, dtype=object)
+    return float(np.mean([values[lab == c].mean() for c in sorted(set(labels))]))
+
+
+def selection_score(
+    labels: Sequence[str], aps: np.ndarray, p1s: np.ndarray, balance: bool = True, p1_weight: float = 0.0
+) -> float:
+    """Model-selection score: (1 - p1_weight) * mAP@k + p1_weight * P@1, each a class mean (``balance``)
+    or a plain mean over queries."""
+    mean = (
+        (lambda v: class_mean(labels, v)) if balance else (lambda v: float(np.mean(v)) if len(v) else np.nan)
+    )
+    score = (1.0 - p1_weight) * mean(aps)
+    if p1_weight > 0:
+        score += p1_weight * mean(p1s)
+    return float(score)
