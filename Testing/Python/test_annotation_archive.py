@@ -84,7 +84,10 @@ def test_a_copy_of_a_labelled_case_is_flagged_as_its_near_duplicate(archive):
         report = suggest_cases(store, load_encoder(model), 20, "diversity")
     twin = [s for s in report.suggestions if s.case_id == "twin"]
     assert twin and twin[0].duplicate_of == labelled.case_id and twin[0].duplicate_cosine > 0.999
-    assert report.suggestions[-1].case_id == "twin"  # duplicates come last
+    # duplicates come after every fresh case, the closest duplicate first (an untrained model may flag others)
+    flags = [s.duplicate_of is not None for s in report.suggestions]
+    first_dup = flags.index(True)
+    assert all(flags[first_dup:]) and report.suggestions[first_dup].case_id == "twin"
     assert len(report.suggestions) == UNLABELLED + 1
 
 
