@@ -3,6 +3,9 @@ tiny random-init model (real store, real encoder; nothing mocked)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -85,3 +88,25 @@ def tiny_model(model_dir: Path, *, seed: int = 0, name: str = "tiny"):
     config = tiny_model_config(name)
     CaseEncoder.create(config, seed=seed).save(model_dir)
     return CaseEncoder.load(model_dir)
+
+
+def run_python(code: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh Python (a crash fails the test instead of killing pytest), offline, one thread,
+    with extra environment variables `env`; its output decoded as UTF-8 (the suite runs under slicer-core's C
+    locale)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env},
+    )
+
+
+def run_cli(argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """`similar-cases ARGV` in a fresh Python (`run_python`)."""
+    return run_python(
+        f"import sys\nfrom SimilarCaseRetrievalLib import cli\nsys.exit(cli.main({argv!r}))", timeout
+    )

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from search_helpers import copy_archive, tiny_model
+from search_helpers import copy_archive, run_cli, run_python, tiny_model
 from SimilarCaseRetrievalLib.errors import StorageError
 from SimilarCaseRetrievalLib.store import CaseStore
 
@@ -28,20 +27,7 @@ _CLI_UNDER_LIMIT = textwrap.dedent(
 
 
 def _cli(argv: list[str], limit: int | None = None) -> subprocess.CompletedProcess:
-    if limit is None:
-        code = f"import sys\nfrom SimilarCaseRetrievalLib import cli\nsys.exit(cli.main({argv!r}))"
-    else:
-        code = _CLI_UNDER_LIMIT.format(limit=limit, argv=argv)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=300,
-        env=env,
-    )
+    return run_cli(argv) if limit is None else run_python(_CLI_UNDER_LIMIT.format(limit=limit, argv=argv))
 
 
 def _error_line(run: subprocess.CompletedProcess) -> str:
@@ -103,14 +89,7 @@ def test_full_disk_during_the_index_save_is_not_reported_done(tmp_path, tiny_arc
     assert first.returncode == 0, first.stderr[-2000:]
     limit = (archive / "index" / "image.hnsw").stat().st_size // 2
     code = _SAVE_UNDER_LIMIT.format(archive=str(archive), model=str(model), limit=limit)
-    run = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=300,
-    )
+    run = run_python(code)
     assert run.returncode == 3 and "DONE" not in run.stdout, run.stdout + run.stderr[-3000:]
     line = run.stdout.strip().splitlines()[-1]
     assert "image.hnsw" in line and "Fix: free space on the disk holding" in line

@@ -11,12 +11,11 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from search_helpers import copy_archive, tiny_model
+from search_helpers import copy_archive, run_cli, tiny_model
 from SimilarCaseRetrievalLib import cli
 from SimilarCaseRetrievalLib.store import CaseStore
 
@@ -51,24 +50,10 @@ def _copy(pristine: Path, dest: Path) -> Path:
     return dest
 
 
-def _cli(args: list[str]) -> subprocess.CompletedProcess:
-    code = f"import sys\nfrom SimilarCaseRetrievalLib import cli\nsys.exit(cli.main({args!r}))"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=300,
-        env=env,
-    )
-
-
 def _search(root: Path) -> tuple[subprocess.CompletedProcess, dict | None]:
     out = root / "hits.json"
     out.unlink(missing_ok=True)
-    run = _cli(
+    run = run_cli(
         [
             "search",
             "--archive",
@@ -174,7 +159,7 @@ def test_a_damaged_sentence_cache_is_never_used(tmp_path, pristine, truth, how):
         _flip(cache, len(data) - 3 * len(data) // 8)
     else:
         _truncate(cache)
-    reindex = _cli(
+    reindex = run_cli(
         ["index", "--archive", str(root / "archive"), "--model", str(root / "model"), "--quiet", "--reembed"]
     )
     assert reindex.returncode == 0 and "Traceback" not in reindex.stderr, reindex.stderr[-3000:]
@@ -202,7 +187,9 @@ def test_a_damaged_stored_embedding_is_left_out_then_embedded_again(tmp_path, pr
     run, hits = _search(root)
     assert _judge(run, hits, truth) == "answer"
     assert all("OV0003" not in {h["case_id"] for h in q["hits"]} for q in hits["queries"].values())
-    reindex = _cli(["index", "--archive", str(root / "archive"), "--model", str(root / "model"), "--quiet"])
+    reindex = run_cli(
+        ["index", "--archive", str(root / "archive"), "--model", str(root / "model"), "--quiet"]
+    )
     assert reindex.returncode == 0 and "embedded 1 case(s)" in reindex.stdout, reindex.stdout + reindex.stderr
     run, hits = _search(root)
     assert _judge(run, hits, truth) == "answer"

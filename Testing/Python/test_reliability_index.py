@@ -9,13 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from search_helpers import run_python
 from SimilarCaseRetrievalLib.graph_files import check_graph_file
 from SimilarCaseRetrievalLib.index import SIDECAR, ArchiveIndex, IndexConfig, fuse
 
@@ -59,14 +58,7 @@ _SEARCH = textwrap.dedent(
 
 def _search_in_subprocess(folder: Path) -> dict:
     code = _SEARCH.format(tests=str(Path(__file__).parent), folder=str(folder))
-    run = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=120,
-    )
+    run = run_python(code, timeout=120)
     assert run.returncode == 0, f"search crashed (rc {run.returncode}): {run.stderr[-2000:]}"
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -170,14 +162,7 @@ def test_a_save_that_does_not_fit_is_an_error_and_keeps_the_old_files(tmp_path, 
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     limit = (folder / "image.hnsw").stat().st_size // 2  # the graph cannot be written completely
     code = _SAVE_UNDER_LIMIT.format(tests=str(Path(__file__).parent), folder=str(folder), limit=limit)
-    run = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=120,
-    )
+    run = run_python(code, timeout=120)
     assert run.returncode == 3, run.stdout + run.stderr
     line = run.stdout.strip().splitlines()[-1]
     assert (
