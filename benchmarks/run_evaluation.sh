@@ -34,6 +34,9 @@ similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method 
 # issue 10, second round (the defaults since: selection on fused search when the archive has notes)
 similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method ours --mode image text fused \
   --epochs 60 --out "$W/synthetic-ours-i10b" --work "$W/synthetic-models-i10b"
+# issue 10, third round (the defaults since: diagnosis head refitted, kept when the validation score agrees)
+similar-cases evaluate --archive "$W/synthetic" --cv 5 --grid 32,32,16 --method ours --mode image text fused \
+  --epochs 60 --out "$W/synthetic-ours-i10c" --work "$W/synthetic-models-i10c"
 
 # 2. AdrenalMNIST3D: index = train split (1188), queries = test split (298).
 similar-cases evaluate --dataset adrenal --data "$DATA/adrenalmnist3d" --method handcrafted classifier ours \
@@ -44,6 +47,9 @@ similar-cases evaluate --dataset adrenal --data "$DATA/adrenalmnist3d" --method 
   --out "$W/adrenal-ours60" --work "$W/adrenal-models"
 similar-cases evaluate --dataset adrenal --data "$DATA/adrenalmnist3d" --method classifier --epochs 60 \
   --out "$W/adrenal-classifier60"
+# issue 10, third round (the defaults since)
+similar-cases evaluate --dataset adrenal --data "$DATA/adrenalmnist3d" --method ours --mode image --epochs 60 \
+  --out "$W/adrenal-ours-i10c" --work "$W/adrenal-models-i10c"
 
 # 3. MMOTU ovarian ultrasound (2D, 1000 images), 5-fold CV (folds by image: no patient ids).
 similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method handcrafted classifier \
@@ -62,6 +68,11 @@ similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 -
 # issue 10, second round (the defaults since: class-mean selection score with P@1, test-time flip)
 similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method ours --mode image \
   --epochs 60 --out "$W/mmotu-ours-i10b" --work "$W/mmotu-models-i10b"
+# issue 10, third round (the defaults since: head refit), and the classifier at the same 60 epochs
+similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method ours --mode image \
+  --epochs 60 --out "$W/mmotu-ours-i10c" --work "$W/mmotu-models-i10c"
+similar-cases evaluate --dataset mmotu --data "$DATA/mmotu-otu2d-train" --cv 5 --method classifier --epochs 60 \
+  --out "$W/mmotu-classifier60"
 
 # 4. LIDC-IDRI reader contours (shape only): 300 random patients, 25% of them held out as queries.
 similar-cases evaluate --dataset lidc --data "$DATA/lidc" --limit 300 --holdout 0.25 --method handcrafted \
@@ -73,6 +84,9 @@ similar-cases evaluate --dataset lidc --data "$DATA/lidc" --limit 300 --holdout 
   --epochs 60 --out "$W/lidc-ours60" --work "$W/lidc-models"
 similar-cases evaluate --dataset lidc --data "$DATA/lidc" --limit 300 --holdout 0.25 --method classifier \
   --epochs 60 --out "$W/lidc-classifier60"
+# issue 10, third round (the defaults since)
+similar-cases evaluate --dataset lidc --data "$DATA/lidc" --limit 300 --holdout 0.25 --method ours --mode image \
+  --epochs 60 --out "$W/lidc-ours-i10c" --work "$W/lidc-models-i10c"
 
 # 5. IU chest X-ray reports (text only): R2Gen train split indexed, test split as queries. 'ours' = the text
 #    branch of the encoder trained on synthetic folds 2-5 (the first model written in step 1).
@@ -88,3 +102,6 @@ for RUN in synthetic-models-60:fp32-60 synthetic-models-60-int8:int8; do
   similar-cases evaluate --dataset iu-xray --data "$DATA/iu-xray-reports" --method ours --mode text --model "$MODEL" \
     --feedback-rounds 2 --out "$W/iu-xray-ours-${RUN##*:}"
 done
+# the shipped model's text side, hybrid scoring (issue 10; re-run with each retrained shipped model)
+similar-cases evaluate --dataset iu-xray --data "$DATA/iu-xray-reports" --method ours --mode text \
+  --model Resources/Model --out "$W/iu-ours-shipped"

@@ -139,8 +139,9 @@ def run(args: argparse.Namespace) -> int:
 
     def report(record: dict) -> None:
         maps = " ".join(f"{k}={v:.3f}" for k, v in record.items() if k.startswith("map@") and v is not None)
+        fit = f" ({record['fit']})" if "fit" in record else ""
         print(
-            f"epoch {record['epoch']} stage {record['stage']} loss {record['loss']:.3f} {maps}",
+            f"epoch {record['epoch']}{fit} stage {record['stage']} loss {record['loss']:.3f} {maps}",
             file=sys.stderr,
         )
 

@@ -20,6 +20,7 @@ from ..errors import CaseInputError
 from .augment import augment
 from .checkpoint import optimizer_state, read_checkpoint, save_checkpoint
 from .data import TrainingData, as_training_data, split_validation, targets, vocabularies
+from .head_refit import refit_label_head
 from .losses import InstanceClassifier, nt_xent, ranking_loss, supervised_contrastive
 from .metrics import class_mean, map_at_k, per_query_scores, selection_score
 
@@ -88,6 +89,14 @@ class TrainOptions:
     select_balanced: bool = True
     select_p1: float = 0.5
     select_on: str = "auto"
+    # after selection the diagnosis head is refitted as a class-balanced logistic regression on the frozen
+    # features of the training cases (`head_refit`), the prior weight chosen again with it, and the refit
+    # kept when the validation selection score does not drop (needs a validation split)
+    refit_head: bool = True
+    # after selection on a validation split carved out of the data (``val_fraction``), train again on all the
+    # cases (training + validation) with the same seed for the kept number of epochs, then apply the kept
+    # prior weight and head choice; measured not better, so off (docs/training.md, tuning log row 21)
+    full_fit: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,9 +138,17 @@ RECIPE_FIELDS = (
     "select_balanced",
     "select_p1",
     "select_on",
+    "refit_head",
+    "full_fit",
 )
-# what checkpoints saved before the selection fields existed were selecting with
-_FIRST_SELECTION = {"select_balanced": False, "select_p1": 0.0, "select_on": "image"}
+# what checkpoints saved before these fields existed were selecting with (and no head refit)
+_FIRST_SELECTION = {
+    "select_balanced": False,
+    "select_p1": 0.0,
+    "select_on": "image",
+    "refit_head": False,
+    "full_fit": False,
+}
 
 
 def _set_determinism(seed: int) -> None:
@@ -263,13 +280,14 @@ def _train_model(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     sentence_cache: dict[str, np.ndarray] | None = None,
     options: dict[str, Any] | None = None,
+    stop_after: int | None = None,
 ) -> CaseEncoder:
     """Train a `CaseEncoder` on cases (a CaseStore, Cases + ``store``/``rois``, a TrainingData or an
     evaluation collection). Validation: ``val_cases`` (same kinds) or a grouped ``val_fraction`` split;
     mAP@10 (same label) is logged after each epoch and stored in ``encoder.config.metrics``.
     Deterministic for a seed on CPU. ``options``: recipe overrides (`RECIPE_FIELDS` of `TrainOptions`, e.g.
     ``{"supcon_weight": 0, "instance_weight": 1}`` for the original recipe). Returns the trained encoder
-    (not saved; call ``save``)."""
+    (not saved; call ``save``). ``stop_after``: stop after that epoch (the schedule stays that of ``epochs``)."""
     opts = TrainOptions(epochs=parse_epochs(epochs), batch_size=batch_size, lr=lr, seed=seed, device=device)
     opts.progress = progress
     opts = _with_recipe(opts, options or {}, "options")
@@ -362,7 +380,8 @@ def _train_model(
 
     total = sum(opts.epochs)
     bounds = np.cumsum(opts.epochs)
-    for epoch in range(start_epoch, total):
+    last = total if stop_after is None else max(0, min(total, int(stop_after)))
+    for epoch in range(start_epoch, last):
         stage = int(np.searchsorted(bounds, epoch, side="right"))
         stage_start = int(bounds[stage - 1]) if stage else 0
         stage_len = int(opts.epochs[stage])
@@ -432,10 +451,14 @@ def _train_model(
         if on_epoch:
             on_epoch(record)
     net.to("cpu").eval()
-    selection: dict[str, Any] = {"epoch": total, "prior_weight": 0.0, "reason": "no validation split"}
+    selection: dict[str, Any] = {"epoch": last, "prior_weight": 0.0, "reason": "no validation split"}
     if best is not None:
         score, best_epoch, snapshot, rec = best
         net.load_state_dict(snapshot)
+        refit = _refit_head(encoder, train, val, sentences, opts, select, rec) if opts.refit_head else None
+        if refit is not None:
+            score, rec = refit["score"], refit["record"]
+            best = (score, best_epoch, snapshot, rec)
         w = float(rec.get("prior_weight", 0.0) or 0.0)
         encoder.config.label_prior_weight = w
         selection = {
@@ -445,6 +468,9 @@ def _train_model(
             f"prior weights {list(opts.prior_weights)}",
             "score": round(score, 4),
         }
+        if refit is not None:
+            selection["reason"] += refit["reason"]
+            selection["head"] = rec["head"]
     encoder.config.metrics = {
         "history": history,
         "n_train": len(train),
@@ -458,7 +484,43 @@ def _train_model(
             k: v for k, v in chosen.items() if k.startswith(("map@", "p@")) or k == "select_score"
         }
     encoder.config.version = encoder._make_version("untrained")
+    if opts.full_fit and val_cases is None and best is not None:
+        encoder = _fit_on_all(encoder, data, best[1], opts, sentences, on_epoch)
     return encoder
+
+
+def _fit_on_all(selected: CaseEncoder, data: TrainingData, epochs_kept: int, opts, sentences, on_epoch):
+    """Train again on every case for the kept number of epochs (same seed and schedule), with the prior
+    weight and head choice of the selection run; its validation metrics are kept, marked as such."""
+    metrics = selected.config.metrics
+    recipe = {k: getattr(opts, k) for k in RECIPE_FIELDS}
+    full = _train_model(
+        data,
+        selected.config,
+        epochs=opts.epochs,
+        seed=opts.seed,
+        batch_size=opts.batch_size,
+        lr=opts.lr,
+        device=opts.device,
+        progress=opts.progress,
+        on_epoch=None if on_epoch is None else (lambda record: on_epoch({**record, "fit": "all cases"})),
+        sentence_cache=sentences,
+        options={**recipe, "refit_head": False, "full_fit": False},
+        stop_after=epochs_kept,
+    )
+    refitted = metrics["selection"].get("head") == "refitted"
+    if refitted:
+        refit_label_head(full, data)
+    full.config.label_prior_weight = selected.config.label_prior_weight
+    selection = dict(metrics["selection"])
+    selection["reason"] += (
+        f"; the final model was trained again on all {len(data)} cases (training + validation) for the kept "
+        f"{epochs_kept} epochs{' and its head refitted on them' if refitted else ''}: the validation numbers "
+        "are the selection run's"
+    )
+    full.config.metrics = {**metrics, "selection": selection, "n_train": len(data), "full_fit": True}
+    full.config.version = full._make_version("untrained")
+    return full
 
 
 @functools.wraps(_train_model)
@@ -470,6 +532,32 @@ def train_model(*args, **kwargs) -> CaseEncoder:
         return _train_model(*args, **kwargs)
     finally:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def _refit_head(encoder, train, val, sentences, opts, select, rec) -> dict[str, Any] | None:
+    """Refit the diagnosis head of the kept epoch (`head_refit`), choose the prior weight again with it, and
+    keep it when the validation selection score does not drop; else restore the trained head. None when no
+    refit was possible; else the score, record and reason of what is kept."""
+    head = encoder.net.image.label_head
+    if head is None:
+        return None
+    trained = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    if not refit_label_head(encoder, train):
+        return None
+    new = evaluate(
+        encoder, val, _concat(train, val), sentences, prior_weights=opts.prior_weights, select=select
+    )
+    old_score, new_score = rec.get("select_score"), new.get("select_score")
+    acc = f"diagnosis accuracy {rec.get('label_accuracy')} -> {new.get('label_accuracy')}"
+    if new_score is not None and (old_score is None or new_score >= old_score):
+        reason = (
+            f"; the diagnosis head refitted on the training cases' features (logistic regression), "
+            f"prior weight chosen again: {new.get('prior_weight')}, score {new_score:.4f} ({acc})"
+        )
+        return {"score": float(new_score), "record": {**rec, **new, "head": "refitted"}, "reason": reason}
+    head.load_state_dict(trained)
+    reason = f"; trained diagnosis head kept (refitted: score {new_score}, {acc})"
+    return {"score": float(old_score), "record": {**rec, "head": "trained"}, "reason": reason}
 
 
 def _with_recipe(opts: TrainOptions, overrides: dict[str, Any], where: Any) -> TrainOptions:
