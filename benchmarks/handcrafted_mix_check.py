@@ -40,7 +40,6 @@ def main() -> None:
     tr, va = split_validation(data, 0.15, 0)
     classes = encoder.config.labels
     labels = np.asarray(data.labels, dtype=object)
-    onehot = np.asarray([[float(c == lab) for c in classes] for lab in labels], np.float32)
     qids = [data.ids[i] for i in va]
 
     def score(name: str, q: np.ndarray, g: np.ndarray) -> None:
@@ -57,13 +56,14 @@ def main() -> None:
     hand = FeatureScaler(layout).fit(raw[tr]).transform(raw)
     out = encoder._image_outputs(data.rois, 64)
     emb, feats, p_head = out["embedding"], out["features"], softmax(out["label_logits"])
+    recorded = encoder.label_probs_for(p_head, data.labels)  # archive side: the recorded diagnosis, one-hot
     print(f"diagnosis head accuracy {accuracy(p_head):.3f}")
     score("handcrafted", hand, hand)
     score("embedding (w 0)", emb, emb)
     score(
         "embedding + head prior (w 0.97)",
         with_label_prior(emb, p_head, 0.97),
-        with_label_prior(emb, onehot, 0.97),
+        with_label_prior(emb, recorded, 0.97),
     )
     for share in (0.3, 0.5):
         mix = _unit(np.concatenate([np.sqrt(1 - share) * emb, np.sqrt(share) * hand], 1))
@@ -81,7 +81,7 @@ def main() -> None:
         score(
             "  embedding + its prior (w 0.97)",
             with_label_prior(emb, p, 0.97),
-            with_label_prior(emb, onehot, 0.97),
+            with_label_prior(emb, recorded, 0.97),
         )
     baseline = train_classifier(data.rois[tr], list(labels[tr]), epochs=30, progress=False)
     _, p_clf = baseline.predict(data.rois)

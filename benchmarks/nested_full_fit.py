@@ -70,13 +70,8 @@ def main() -> None:
         result[name] = [round(v, 4) for v in values]
 
     score("image", vq, vg)
-    if any(held.query_texts):
-
-        def text(texts: list[str], like: np.ndarray) -> np.ndarray:
-            t = encoder.project_texts(np.asarray(encoder.sentence_embeddings(texts), np.float32))
-            return np.concatenate([t, np.zeros((len(t), like.shape[1] - t.shape[1]), np.float32)], 1)
-
-        tq, tg = text(list(held.query_texts), vq), text(list(everything.texts), vg)
+    if any(held.query_texts):  # text vectors come in the image vectors' space (zero on the prior part)
+        tq, tg = encoder.encode_texts(list(held.query_texts)), encoder.encode_texts(list(everything.texts))
         score("fused", fuse_embeddings(vq, tq), fuse_embeddings(vg, tg))
     print(json.dumps(result))
 

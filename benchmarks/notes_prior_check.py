@@ -34,7 +34,7 @@ def main() -> None:
     labels = np.asarray(data.labels, dtype=object)
     out = encoder._image_outputs(data.rois, 32)
     emb, p_image = out["embedding"], softmax(out["label_logits"])
-    onehot = np.asarray([[float(c == lab) for c in classes] for lab in labels], np.float32)
+    recorded = encoder.label_probs_for(p_image, data.labels)  # archive side: the recorded diagnosis, one-hot
     notes = np.asarray(encoder.sentence_embeddings(list(data.query_texts)), np.float32)
     reports = np.asarray(encoder.sentence_embeddings(list(data.texts)), np.float32)
     t_query, t_gallery = encoder.project_texts(notes), encoder.project_texts(reports)
@@ -54,7 +54,7 @@ def main() -> None:
         for beta in (0.0, 0.5, 1.0, 2.0):
             p = p_image * p_notes**beta
             p /= p.sum(axis=1, keepdims=True)
-            vq, vg = with_label_prior(emb, p, w), with_label_prior(emb, onehot, w)
+            vq, vg = with_label_prior(emb, p, w), with_label_prior(emb, recorded, w)
             fq, fg = fuse_embeddings(vq, pad(t_query, vq)), fuse_embeddings(vg, pad(t_gallery, vg))
             row = []
             for q, g in ((vq, vg), (fq, fg)):
