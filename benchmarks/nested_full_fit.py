@@ -19,12 +19,9 @@ import time
 import numpy as np
 import torch
 from SimilarCaseRetrievalLib.encoders import fuse_embeddings
-from SimilarCaseRetrievalLib.evaluation.methods import MethodOptions
-from SimilarCaseRetrievalLib.evaluation.ours import _config_for
 from SimilarCaseRetrievalLib.training import train_model
-from SimilarCaseRetrievalLib.training.data import as_training_data, split_validation
 from SimilarCaseRetrievalLib.training.metrics import class_mean, per_query_scores
-from tune_inner_validation import load_index_side
+from tune_inner_validation import nested_parts
 
 
 def main() -> None:
@@ -36,11 +33,7 @@ def main() -> None:
     ap.add_argument("--epochs", default="60")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    index = load_index_side(a.dataset, a.data, a.fold)
-    config = _config_for(index, MethodOptions())
-    everything = as_training_data(index, config)
-    tr, held_out = split_validation(everything, 0.15, 0)
-    train, held = everything.subset(tr), everything.subset(held_out)
+    config, everything, train, held = nested_parts(a.dataset, a.data, a.fold)
     start = time.time()
     encoder = train_model(
         train,

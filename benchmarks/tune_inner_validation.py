@@ -41,6 +41,18 @@ def load_index_side(dataset: str, data: str, fold: int):
     return index
 
 
+def nested_parts(dataset: str, data: str, fold: int):
+    """(config, all cases, training part, held-out part) of the nested checks: inside the index side of
+    evaluation fold ``fold``, 15 % (seed 0) held out as queries and never trained on."""
+    from SimilarCaseRetrievalLib.training.data import as_training_data, split_validation
+
+    index = load_index_side(dataset, data, fold)
+    config = _config_for(index, MethodOptions())
+    everything = as_training_data(index, config)
+    tr, held_out = split_validation(everything, 0.15, 0)
+    return config, everything, everything.subset(tr), everything.subset(held_out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="mmotu")

@@ -36,7 +36,10 @@ def test_train_command_writes_a_loadable_model_folder(manifest, tmp_path):
     assert encoder.config.roi.grid == (16, 16, 4)
     assert encoder.config.labels and encoder.config.terms
     assert "--manifest" in encoder.config.training_command
-    assert encoder.version in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert encoder.version in card
+    # default --members auto: a tiny run fits four networks into the 15-minute budget
+    assert encoder.config.members == 4 and "Ensemble of 4 such networks" in card
     history = encoder.config.metrics["history"]
     assert [h["stage"] for h in history] == [0, 1, 2]
     assert all(np.isfinite(h["loss"]) for h in history)
@@ -47,4 +50,7 @@ def test_train_command_bad_input_exits_2_with_one_line(manifest, tmp_path, capsy
     assert main(["train", "--manifest", str(manifest), "--out", str(out), "--grid", "16,16"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--grid" in err and len(err.splitlines()) == 1
+    assert main(["train", "--manifest", str(manifest), "--out", str(out), "--members", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--members" in err and len(err.splitlines()) == 1
     assert main(["train", "--manifest", str(tmp_path / "missing.csv"), "--out", str(out)]) == 2

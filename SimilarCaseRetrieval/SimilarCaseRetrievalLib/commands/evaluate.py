@@ -74,6 +74,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% interval"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for folds, training and bootstrap")
+    parser.add_argument(
+        "--members",
+        default="auto",
+        help="ensemble size of 'ours' trained per split (as train: 'auto' = as many as fit --budget-min, at "
+        "most 4)",
+    )
+    parser.add_argument(
+        "--budget-min", type=float, default=15.0, help="time budget of --members auto per split (minutes)"
+    )
     parser.add_argument("--out", help="folder for results.json, metrics.png, examples.png")
     parser.add_argument("--work", help="folder for derived files (models trained per fold)")
 
@@ -124,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.methods import MethodOptions
     from ..evaluation.report import feedback_table, text_table
     from ..evaluation.runner import evaluate_method
+    from ..training.ensemble import parse_members
     from ..training.loop import DEFAULT_EPOCHS
 
     log = logging.getLogger("similar-cases.evaluate")
@@ -152,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
             epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs,
             text_quantization=args.text_quantization,
             seed=args.seed,
+            members=parse_members(args.members),
+            budget_s=60.0 * args.budget_min,
             work_dir=args.work,
             hybrid=hybrid_from_args(args),
         )

@@ -22,6 +22,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="epochs: 'N' in total (split 1:2:2 over stages 0/1/2) or 'a,b,c' per stage "
         "(default training.loop.DEFAULT_EPOCHS = 60, i.e. 12,24,24)",
     )
+    parser.add_argument(
+        "--members",
+        default="auto",
+        help="networks in the ensemble, each trained with the next seed; 'auto' (default): as many as fit "
+        "the time budget, at most training.ensemble.MAX_MEMBERS = 4",
+    )
+    parser.add_argument(
+        "--budget-min",
+        type=float,
+        default=15.0,
+        help="time budget of --members auto in minutes (a member is started when, at the mean time of "
+        "those before, it ends within it; the first always runs)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine per stage)")
     parser.add_argument("--seed", type=int, default=0)
@@ -74,12 +87,14 @@ def run(args: argparse.Namespace) -> int:
     from ..encoders import ModelConfig
     from ..errors import CaseInputError
     from ..roi import RoiConfig
-    from ..training import load_rois, train_model
+    from ..training import load_rois
     from ..training.card import write_model_card
     from ..training.data import infer_sequences
+    from ..training.ensemble import parse_members, train_ensemble
     from ..training.loop import DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION
 
     torch.set_num_threads(max(1, args.threads))
+    members = parse_members(args.members)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CaseInputError("--device cuda", "no CUDA device available", "use --device cpu")
     start = time.perf_counter()
@@ -140,17 +155,20 @@ def run(args: argparse.Namespace) -> int:
     def report(record: dict) -> None:
         maps = " ".join(f"{k}={v:.3f}" for k, v in record.items() if k.startswith("map@") and v is not None)
         fit = f" ({record['fit']})" if "fit" in record else ""
+        member = f"member {record['member']} " if "member" in record else ""
         print(
-            f"epoch {record['epoch']}{fit} stage {record['stage']} loss {record['loss']:.3f} {maps}",
+            f"{member}epoch {record['epoch']}{fit} stage {record['stage']} loss {record['loss']:.3f} {maps}",
             file=sys.stderr,
         )
 
     from pathlib import Path
 
     out = Path(args.out)
-    encoder = train_model(
+    encoder = train_ensemble(
         cases,
         config,
+        members=members,
+        budget_s=60.0 * args.budget_min,
         rois=rois,
         epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs,
         seed=args.seed,
@@ -173,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
 
         shutil.rmtree(out / "checkpoint", ignore_errors=True)
     final = encoder.config.metrics.get("final", {})
-    print(f"saved {encoder.version} to {out} ({time.perf_counter() - start:.0f} s); validation {final}")
+    nets = f"{encoder.config.members} networks; member 1's " if encoder.config.members > 1 else ""
+    print(f"saved {encoder.version} to {out} ({time.perf_counter() - start:.0f} s); {nets}validation {final}")
     return 0
 
 

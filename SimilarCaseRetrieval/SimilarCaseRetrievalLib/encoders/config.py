@@ -54,6 +54,9 @@ class ModelConfig:
     # test-time augmentation: image outputs are the mean of the ROI's and its left-right mirror's (embedding
     # re-normalised); False = the ROI alone, what a config.json without the key means
     flip_tta: bool = True
+    # networks in the ensemble (`encoders.ensemble`): K image networks and K text projections trained with
+    # seeds seed .. seed + K - 1; 1 = one network, what a config.json without the key means
+    members: int = 1
     # provenance
     name: str = "scr-ovary-mri"
     trained_date: str = ""

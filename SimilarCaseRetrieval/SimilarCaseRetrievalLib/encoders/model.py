@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from ..errors import CaseInputError
 from .config import ModelConfig
+from .ensemble import ImageEnsemble, TextEnsemble, combine_outputs, image_members
 from .image import ImageNet
 from .text import TextProjection, embed_sentences, load_sentence_model, sentence_dim
 
@@ -48,21 +49,43 @@ class RoiPrediction:
 
 
 class CaseNet(nn.Module):
-    """The trainable part of a `CaseEncoder` (what model.safetensors holds)."""
+    """The trainable part of a `CaseEncoder` (what model.safetensors holds): one image network and one text
+    projection, or ``config.members`` of each (`ensemble`)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.image = ImageNet(
-            config.in_channels,
-            config.roi_shape,
-            widths=tuple(config.widths),
-            stem_stride=config.stem_stride,
-            groups=config.groups,
-            embed_dim=config.embed_dim,
-            n_terms=len(config.terms),
-            n_labels=len(config.labels),
-        )
-        self.text = TextProjection(config.text_dim, config.embed_dim, config.text_hidden)
+        k = int(config.members)
+        if k < 1:
+            raise ValueError(f"members must be at least 1, not {k}")
+        images = [_image_net(config) for _ in range(k)]
+        texts = [TextProjection(config.text_dim, config.embed_dim, config.text_hidden) for _ in range(k)]
+        self.image = images[0] if k == 1 else ImageEnsemble(images)
+        self.text = texts[0] if k == 1 else TextEnsemble(texts)
+
+    @classmethod
+    def of_members(cls, config: ModelConfig, members: Sequence[CaseNet]) -> CaseNet:
+        """An ensemble net (``config.members`` = len(members)) holding copies of the members' weights."""
+        net = cls(config)
+        if len(members) == 1:
+            net.load_state_dict(members[0].state_dict())
+            return net
+        for i, member in enumerate(members):
+            net.image.members[i].load_state_dict(member.image.state_dict())
+            net.text.members[i].load_state_dict(member.text.state_dict())
+        return net
+
+
+def _image_net(config: ModelConfig) -> ImageNet:
+    return ImageNet(
+        config.in_channels,
+        config.roi_shape,
+        widths=tuple(config.widths),
+        stem_stride=config.stem_stride,
+        groups=config.groups,
+        embed_dim=config.embed_dim,
+        n_terms=len(config.terms),
+        n_labels=len(config.labels),
+    )
 
 
 def weights_hash(state: dict[str, torch.Tensor]) -> str:
@@ -207,31 +230,44 @@ class CaseEncoder:
         rois = self.check_rois(rois)
         outs: dict[str, list[np.ndarray]] = {}
         device = next(self.net.parameters()).device  # cuda while training with --device cuda
+        nets = image_members(self.net.image)
         with torch.inference_mode():
             for start in range(0, len(rois), batch_size):
                 batch = torch.from_numpy(rois[start : start + batch_size]).to(device)
-                out = self.net.image(batch)
-                out["embedding"] = F.normalize(out["embedding"], dim=1)
-                if self.config.flip_tta:  # mean with the left-right mirror (X is the last axis)
-                    mirror = self.net.image(torch.flip(batch, dims=(-1,)))
-                    mirror["embedding"] = F.normalize(mirror["embedding"], dim=1)
-                    out = {k: (v + mirror[k]) / 2 for k, v in out.items()}
-                    out["embedding"] = F.normalize(out["embedding"], dim=1)
+                parts = [self._network_outputs(net, batch) for net in nets]
+                out = parts[0] if len(parts) == 1 else combine_outputs(parts)
                 for k, v in out.items():
                     outs.setdefault(k, []).append(v.cpu().numpy())
         if not outs:  # N == 0
             return {
-                "embedding": np.zeros((0, self.config.embed_dim), np.float32),
+                "embedding": np.zeros((0, self.embedding_dim), np.float32),
                 "label_logits": np.zeros((0, len(self.config.labels)), np.float32),
             }
         return {k: np.concatenate(v).astype(np.float32) for k, v in outs.items()}
+
+    def _network_outputs(self, net: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One image network's outputs (unit embedding), averaged with the left-right mirror's (X is the last
+        axis) when the model does test-time flips."""
+        out = net(batch)
+        out["embedding"] = F.normalize(out["embedding"], dim=1)
+        if self.config.flip_tta:
+            mirror = net(torch.flip(batch, dims=(-1,)))
+            mirror["embedding"] = F.normalize(mirror["embedding"], dim=1)
+            out = {key: (v + mirror[key]) / 2 for key, v in out.items()}
+            out["embedding"] = F.normalize(out["embedding"], dim=1)
+        return out
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the image (and text) embedding: ``embed_dim`` per ensemble member."""
+        return int(self.config.members) * self.config.embed_dim
 
     @property
     def vector_dim(self) -> int:
         """Size of the vectors this model writes for search: the embedding, plus one entry per diagnosis when
         the diagnosis prior is on (text vectors are zero there)."""
         extra = len(self.config.labels) if self.config.label_prior_weight > 0 else 0
-        return self.config.embed_dim + extra
+        return self.embedding_dim + extra
 
     def label_probs_for(self, label_probs: np.ndarray, labels: Sequence[str | None] | None) -> np.ndarray:
         """Predicted diagnosis probabilities, replaced by the recorded diagnosis (one-hot) where ``labels``
@@ -335,6 +371,7 @@ class CaseEncoder:
             "sequences": self.config.sequences,
             "grid": list(self.config.roi.grid),
             "embed_dim": self.config.embed_dim,
+            "members": self.config.members,
             "label_prior_weight": self.config.label_prior_weight,
             "terms": len(self.config.terms),
             "labels": self.config.labels,

@@ -32,6 +32,9 @@ class MethodOptions:
     epochs: int = 15
     text_quantization: str = "int8"  # of a model trained for a split ("none" = fp32)
     seed: int = 0
+    # ensemble of the models trained per split (`training.ensemble`; `evaluate` passes train's default "auto")
+    members: int | str = 1
+    budget_s: float = 900.0
     work_dir: str | None = None
     progress: bool = True
     # text scoring of 'ours': None = normalised fusion with the lexical weight chosen on the index side of

@@ -52,22 +52,25 @@ def encoder_for(index: EvalCollection, opts: MethodOptions):
 
     if opts.model_dir:
         return CaseEncoder.load(opts.model_dir)
-    from ..training import train_model
+    from ..training.ensemble import train_ensemble
     from ..training.loop import DEFAULT_VAL_FRACTION
 
-    key = (index.name, tuple(index.ids), opts.epochs, opts.seed, opts.text_quantization)
+    key = (index.name, tuple(index.ids), opts.epochs, opts.seed, opts.text_quantization, opts.members)
     if key not in _TRAINED:
         log.info("training our encoder on %d index cases (%s epochs)", len(index), opts.epochs)
         config = _config_for(index, opts)
-        encoder = train_model(
+        encoder = train_ensemble(
             index,
             config,
+            members=opts.members,
+            budget_s=opts.budget_s,
             epochs=opts.epochs,
             seed=opts.seed,
             val_fraction=DEFAULT_VAL_FRACTION,  # inner split of the index side: model selection, as `train`
             progress=opts.progress,
             sentence_cache=_SENTENCES.setdefault((config.text_model, config.text_quantization), {}),
         )
+        log.info("trained %d network(s) (--members %s)", encoder.config.members, opts.members)
         if opts.work_dir:
             from pathlib import Path
 

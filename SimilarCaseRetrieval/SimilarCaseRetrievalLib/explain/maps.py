@@ -64,12 +64,21 @@ def _pair_tensor(encoder: CaseEncoder, query_roi: np.ndarray, hit_roi: np.ndarra
 
 
 def gradcam_pair(encoder: CaseEncoder, query_roi: np.ndarray, hit_roi: np.ndarray) -> PairMaps:
-    """Grad-CAM of the pair score on the last convolutional stage, for both sides."""
+    """Grad-CAM of the pair score on the last convolutional stage, for both sides (an ensemble: the mean of
+    its members' maps, each of its own cosine; the score is their mean, as in search)."""
+    from ..encoders.ensemble import image_members
+
+    x = _pair_tensor(encoder, query_roi, hit_roi)
+    cams, scores = zip(*(_gradcam_member(net, x) for net in image_members(encoder.net.image)), strict=True)
+    cam = np.mean(cams, axis=0)
+    return PairMaps(_normalise(cam[0]), _normalise(cam[1]), "gradcam", float(np.mean(scores)))
+
+
+def _gradcam_member(net, x) -> tuple[np.ndarray, float]:
+    """(Grad-CAM maps (2, Z, Y, X), cosine) of one image network for the pair ``x``."""
     import torch
     from torch.nn import functional as F
 
-    net = encoder.net.image
-    x = _pair_tensor(encoder, query_roi, hit_roi)
     saved: dict[str, torch.Tensor] = {}
 
     def keep(_module, _inputs, output):
@@ -90,7 +99,7 @@ def gradcam_pair(encoder: CaseEncoder, query_roi: np.ndarray, hit_roi: np.ndarra
     weights = g.mean(dim=(2, 3, 4), keepdim=True)
     cam = torch.relu((weights * a).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=tuple(x.shape[2:]), mode="trilinear", align_corners=False)[:, 0].numpy()
-    return PairMaps(_normalise(cam[0]), _normalise(cam[1]), "gradcam", float(score.detach()))
+    return cam, float(score.detach())
 
 
 def _boxes(

@@ -36,21 +36,24 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def image_layers(encoder: CaseEncoder) -> list[tuple[str, list[nn.Module]]]:
     """The image branch's embedding path as (name, modules) from the top: embedding layer, then the trunk's
-    stages last to first (the term / diagnosis heads are not on the path of the similarity score)."""
-    net = encoder.net.image
+    stages last to first (the term / diagnosis heads are not on the path of the similarity score). For an
+    ensemble each entry holds the layer of every member."""
+    from ..encoders.ensemble import image_members
+
+    nets = image_members(encoder.net.image)
     layers: list[tuple[str, list]] = []
-    if getattr(net, "embed", None) is not None:
-        layers.append(("embed", [net.embed]))
-    trunk = getattr(net, "trunk", None)
-    if trunk is not None:
-        for i, stage in reversed(list(enumerate(trunk.children()))):
-            mods = [
-                m
-                for m in stage.modules()
-                if hasattr(m, "reset_parameters") and any(True for _ in m.parameters(recurse=False))
-            ]
-            if mods:
-                layers.append((f"trunk.{i}", mods))
+    if getattr(nets[0], "embed", None) is not None:
+        layers.append(("embed", [net.embed for net in nets]))
+    trunks = [list(net.trunk.children()) for net in nets if getattr(net, "trunk", None) is not None]
+    for i in reversed(range(len(trunks[0]) if trunks else 0)):
+        mods = [
+            m
+            for stages in trunks
+            for m in stages[i].modules()
+            if hasattr(m, "reset_parameters") and any(True for _ in m.parameters(recurse=False))
+        ]
+        if mods:
+            layers.append((f"trunk.{i}", mods))
     return layers
 
 

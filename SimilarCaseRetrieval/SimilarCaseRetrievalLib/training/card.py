@@ -58,6 +58,19 @@ def _quantization(config) -> str:
     return "fp32"
 
 
+def _ensemble_line(config) -> str:
+    e = config.metrics.get("ensemble")
+    if config.members <= 1 or not e:
+        return ""
+    scores = [(s or {}).get("score") for s in e.get("selections", [])]
+    return (
+        f"\nEnsemble of {config.members} such networks (seeds {e.get('seeds')}, each trained and selected on "
+        f"its own validation split, selection scores {scores}; member times {e.get('member_seconds')} s): "
+        "search uses the mean of their cosines and of their diagnosis / term probabilities. The validation "
+        "table is member 1's."
+    )
+
+
 def model_card(encoder: encoders.CaseEncoder) -> str:
     c = encoder.config
     m = c.metrics
@@ -71,7 +84,7 @@ def model_card(encoder: encoders.CaseEncoder) -> str:
 Image CNN (strided 3D, GroupNorm; {n_params:,} parameters, widths {list(c.widths)}) over the ROI tensor
 (sequences {c.sequences} + mask, grid X,Y,Z = {list(c.roi.grid)}) and a trained projection of the frozen
 sentence-transformers model `{c.text_model}` ({c.text_dim}-d, {_quantization(c)}) into one {c.embed_dim}-d
-L2-normalised space.
+L2-normalised space.{_ensemble_line(c)}
 Heads: {len(c.terms)} semantic terms (sigmoid), {len(c.labels)} diagnoses (softmax): {", ".join(c.labels)}.
 Training: stage 0 self-supervised (NT-Xent on augmented ROI views), stage 1 instance loss with a classifier
 shared by both branches + term/label heads, stage 2 + bidirectional hinge ranking loss with hardest negatives
