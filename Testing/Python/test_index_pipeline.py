@@ -164,3 +164,30 @@ def test_a_model_with_a_diagnosis_prior_indexes_and_searches_with_recorded_diagn
     study = engine.store.load_study(case)
     result = engine.search(study=study, mask=engine.store.load_mask(case, study), text=case.notes, k=3)
     assert len(result.hits) == 3 and result.mode == "fused"
+
+
+def test_an_ensemble_model_indexes_and_searches(tmp_path, tiny_archive):
+    """A model of two networks writes vectors of 2 x embed_dim (+ the prior) and its image query finds the case
+    itself first, through the same index and search engine."""
+    import dataclasses
+
+    from SimilarCaseRetrievalLib.encoders import CaseEncoder
+    from SimilarCaseRetrievalLib.search import SearchEngine
+    from SimilarCaseRetrievalLib.slicer_selftest import tiny_model_config
+
+    config = dataclasses.replace(tiny_model_config("ensemble"), members=2, label_prior_weight=0.25)
+    CaseEncoder.create(config, seed=0).save(tmp_path / "model")
+    encoder = CaseEncoder.load(tmp_path / "model")
+    assert encoder.config.members == 2
+    store = copy_archive(tiny_archive, tmp_path / "archive")
+    report = index_archive(store, encoder, chunk_size=10, text_cache=False, progress=False)
+    assert not report.failed
+    got = _embeddings(store, encoder.version)
+    dim = 2 * config.embed_dim + len(config.labels)
+    assert {v.shape for v in got["image"].values()} == {(dim,)} == {v.shape for v in got["text"].values()}
+    store.close()
+    engine = SearchEngine(tmp_path / "archive", tmp_path / "model")
+    case = engine.store.get("OV0005")
+    study = engine.store.load_study(case)
+    result = engine.search(study=study, mask=engine.store.load_mask(case, study), k=3)
+    assert result.hits[0].case_id == "OV0005"
