@@ -7,6 +7,9 @@
 # the qualitative figures, the synthetic archive and the per-fold models (default /tmp/scr-evaluation).
 # Nothing is written in the repository. Runs of 'ours' made before ensembles existed (issue 10, fourth round)
 # trained one network per split: they say --members 1 (the default is now 'auto').
+# 'auto' depends on the time a member takes: the fourth-round rows ran two at a time with OMP_NUM_THREADS=1
+# (two torch processes of two threads each on two cores: an MMOTU member took 429 s instead of 53 s, so fewer
+# members would have fitted).
 # Tables: python benchmarks/evaluation_tables.py WORK_DIR/*/results.json
 set -euo pipefail
 DATA=${1:-../shared/data}
