@@ -2,13 +2,13 @@
 tuning log, fourth round)?
 
 Inside the index side of one evaluation fold, an inner part (15 %, seed 0) is held out as queries and never
-trained on; each member is trained on the rest with its own seed and validation split (as
-`training.ensemble.train_ensemble` does), saved under ``--models``, and read back when it is already there
-(so members can be trained by parallel runs). The ensemble is `training.ensemble.combine` of the members.
-Test folds are never used.
+trained on; the members (seeds 0..K-1, each with its own validation split) are trained on the rest by
+`training.ensemble.train_ensemble` itself, with ``--models`` as its checkpoint folder: each finished member
+stays there (``member-k/model``) and a second run reads it back instead of training it again. The ensembles
+are `training.ensemble.combine` of the first 2..K members. Test folds are never used.
 
     python benchmarks/nested_ensemble.py --dataset mmotu --data DATA/mmotu-otu2d-train --fold 0 \\
-        --seeds 0,1,2,3 --models WORK/ens-mmotu-f0
+        --members 4 --models WORK/ens-mmotu-f0
 
 Prints, per member and for the ensembles of the first 2..K members, [mAP@10, class-mean mAP@10, P@1,
 diagnosis accuracy] of image search on the held-out part.
@@ -17,15 +17,13 @@ diagnosis accuracy] of image search on the held-out part.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from SimilarCaseRetrievalLib.encoders import CaseEncoder
-from SimilarCaseRetrievalLib.training import train_model
-from SimilarCaseRetrievalLib.training.ensemble import combine
+from SimilarCaseRetrievalLib.training.ensemble import combine, train_ensemble
 from SimilarCaseRetrievalLib.training.metrics import class_mean, per_query_scores
 from tune_inner_validation import nested_parts
 
@@ -35,29 +33,15 @@ def main() -> None:
     ap.add_argument("--dataset", default="mmotu")
     ap.add_argument("--data", required=True)
     ap.add_argument("--fold", type=int, default=0)
-    ap.add_argument("--seeds", default="0,1,2,3")
-    ap.add_argument("--models", required=True, help="folder of the members (seed-S), reused when present")
+    ap.add_argument("--members", type=int, default=4)
+    ap.add_argument("--models", required=True, help="checkpoint folder of the members (reused when present)")
     ap.add_argument("--epochs", default="60")
-    ap.add_argument("--train-only", action="store_true", help="train the missing members and stop")
     a = ap.parse_args()
     torch.set_num_threads(1)
     config, everything, train, held = nested_parts(a.dataset, a.data, a.fold)
-    seeds = [int(s) for s in a.seeds.split(",")]
-    members = []
-    for seed in seeds:
-        folder = Path(a.models) / f"seed-{seed}"
-        if (folder / "config.json").is_file():
-            members.append(CaseEncoder.load(folder))
-            continue
-        vocab = {"labels": members[0].labels, "terms": members[0].terms} if members else {}
-        member_config = dataclasses.replace(config, **vocab)
-        member = train_model(
-            train, member_config, epochs=a.epochs, seed=seed, val_fraction=0.15, progress=False
-        )
-        member.save(folder)
-        members.append(member)
-    if a.train_only:
-        return
+    kept = dict(members=a.members, checkpoint_dir=a.models, resume=a.models)
+    train_ensemble(train, config, **kept, epochs=a.epochs, val_fraction=0.15, progress=False)
+    members = [CaseEncoder.load(Path(a.models) / f"member-{k}" / "model") for k in range(a.members)]
 
     def scores(encoder: CaseEncoder) -> list[float]:
         q = encoder.predict_rois(held.rois)
@@ -70,10 +54,10 @@ def main() -> None:
         return [round(v, 4) for v in (float(aps.mean()), class_mean(labels, aps), float(p1.mean()), accuracy)]
 
     result = {"fold": a.fold, "held_out": len(held)}
-    for seed, member in zip(seeds, members, strict=True):
+    for seed, member in enumerate(members):
         result[f"seed {seed} (w {member.config.label_prior_weight:g})"] = scores(member)
     for k in range(2, len(members) + 1):
-        ensemble = combine(members[:k], seeds[0], k, 0.0)
+        ensemble = combine(members[:k], 0, k, 0.0)
         result[f"ensemble of {k} (w {ensemble.config.label_prior_weight:g})"] = scores(ensemble)
     print(json.dumps(result))
 

@@ -55,7 +55,8 @@ def encoder_for(index: EvalCollection, opts: MethodOptions):
     from ..training.ensemble import train_ensemble
     from ..training.loop import DEFAULT_VAL_FRACTION
 
-    key = (index.name, tuple(index.ids), opts.epochs, opts.seed, opts.text_quantization, opts.members)
+    key = (index.name, tuple(index.ids), opts.epochs, opts.seed, opts.text_quantization)
+    key += (opts.members, opts.budget_s)
     if key not in _TRAINED:
         log.info("training our encoder on %d index cases (%s epochs)", len(index), opts.epochs)
         config = _config_for(index, opts)

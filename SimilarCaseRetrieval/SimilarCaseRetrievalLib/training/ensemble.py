@@ -88,11 +88,11 @@ def train_ensemble(
     limit = MAX_MEMBERS if members == "auto" else int(members)
     encoders: list[CaseEncoder] = []
     seconds: list[float] = []
+    folder = None if checkpoint_dir is None and resume is None else Path(resume or checkpoint_dir)
     while len(encoders) < limit and (
         not encoders or members != "auto" or next_member_fits(seconds, budget_s, limit)
     ):
         k = len(encoders)
-        folder = None if checkpoint_dir is None and resume is None else Path(resume or checkpoint_dir)
         member_dir = None if folder is None else folder / f"member-{k}"
         start = time.perf_counter()
         done = None if member_dir is None else member_dir / "model"
